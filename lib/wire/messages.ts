@@ -1,0 +1,294 @@
+/**
+ * The proto2 handshake messages as plain objects, and their codecs.
+ *
+ * Keys are the proto field names of spec section 3. A key that is `undefined` (or missing) is
+ * an absent field: presence matters in proto2 (RequireEncryption absent differs from false),
+ * so encoders write exactly the keys that are set, in field-number order, and decoders report
+ * exactly the fields that were on the wire. Fields this module does not know are kept in
+ * `unknownFields` and written back unchanged.
+ *
+ * The generated protobuf-es code stays behind this module: nothing here exports its types.
+ * @module
+ */
+import { create, type DescMessage, fromBinary, type Message, toBinary } from "@bufbuild/protobuf";
+import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
+import {
+  THandshakeReplySchema,
+  THandshakeRequestSchema,
+  THandshakeSuccessSchema,
+} from "../../proto/gen/interconnect_pb.ts";
+import { WireError } from "./errors.ts";
+
+/** A field the decoder did not know, kept verbatim (field number, wire type, raw bytes). */
+export interface UnknownField {
+  readonly no: number;
+  readonly wireType: number;
+  readonly data: Uint8Array;
+}
+
+interface HasUnknown {
+  /** Fields not in the schema, written back after the known ones. */
+  unknownFields?: UnknownField[];
+}
+
+/** TClusterUUIDs (spec 3.2). */
+export interface ClusterUUIDs extends HasUnknown {
+  ClusterUUID?: string;
+  AcceptUUID?: string[];
+}
+
+/** TScopeId (spec 3.2): a pair of fixed64. */
+export interface ScopeIdMessage extends HasUnknown {
+  X1?: bigint;
+  X2?: bigint;
+}
+
+/** TKeyValuePair of the newer Params lists (spec 9). */
+export interface KeyValuePair extends HasUnknown {
+  Key?: string;
+  Value?: Uint8Array;
+}
+
+/** TRdmaCred (newer, spec 9). */
+export interface RdmaCred extends HasUnknown {
+  Address?: bigint;
+  Size?: bigint;
+  Rkey?: number;
+}
+
+/** TRdmaHandshake (newer, spec 9). */
+export interface RdmaHandshake extends HasUnknown {
+  QpNum?: number;
+  SubnetPrefix?: bigint;
+  InterfaceId?: bigint;
+  MtuIndex?: number;
+  Read?: RdmaCred;
+  RdmaChecksum?: boolean;
+}
+
+/** THandshakeRequest (spec 3.1), including the newer fields of section 9. */
+export interface HandshakeRequest extends HasUnknown {
+  Protocol?: bigint;
+  ProgramPID?: bigint;
+  ProgramStartTime?: bigint;
+  Serial?: bigint;
+  ReceiverNodeId?: number;
+  SenderActorId?: string;
+  SenderHostName?: string;
+  ReceiverHostName?: string;
+  UUID?: string;
+  Ballast?: Uint8Array;
+  VersionTag?: string;
+  AcceptedVersionTags?: string[];
+  ClusterUUIDs?: ClusterUUIDs;
+  RequireEncryption?: boolean;
+  ClientScopeId?: ScopeIdMessage;
+  Cookie?: string;
+  DoCheckCookie?: boolean;
+  RequestModernFrame?: boolean;
+  RequestAuthOnly?: boolean;
+  RequestExtendedTraceFmt?: boolean;
+  RequestExternalDataChannel?: boolean;
+  CompatibilityInfo?: Uint8Array;
+  HandshakeId?: Uint8Array;
+  RequestXxhash?: boolean;
+  RequestXdcShuffle?: boolean;
+  Params?: KeyValuePair[];
+  RdmaHandshake?: RdmaHandshake;
+}
+
+/** THandshakeSuccess (spec 3.3), including the newer fields of section 9. */
+export interface HandshakeSuccess extends HasUnknown {
+  Protocol?: bigint;
+  ProgramPID?: bigint;
+  ProgramStartTime?: bigint;
+  Serial?: bigint;
+  SenderActorId?: string;
+  VersionTag?: string;
+  AcceptedVersionTags?: string[];
+  ClusterUUIDs?: ClusterUUIDs;
+  StartEncryption?: boolean;
+  ServerScopeId?: ScopeIdMessage;
+  UseModernFrame?: boolean;
+  AuthOnly?: boolean;
+  UseExtendedTraceFmt?: boolean;
+  UseExternalDataChannel?: boolean;
+  CompatibilityInfo?: Uint8Array;
+  UseXxhash?: boolean;
+  UseXdcShuffle?: boolean;
+  Params?: KeyValuePair[];
+  /** Member of the RdmaHandshake oneof; at most one of QpPrepared / RdmaErr is set. */
+  QpPrepared?: RdmaHandshake;
+  /** Member of the RdmaHandshake oneof. */
+  RdmaErr?: string;
+}
+
+/** THandshakeReply (spec 3.4). */
+export interface HandshakeReply extends HasUnknown {
+  Success?: HandshakeSuccess;
+  /** Sic: the upstream spelling. Its presence alone means rejection. */
+  ErrorExplaination?: string;
+  CookieCheckResult?: boolean;
+  Params?: KeyValuePair[];
+}
+
+/** Encodes a THandshakeRequest. Throws {@link WireError} on a missing required field. */
+export function encodeHandshakeRequest(msg: HandshakeRequest): Uint8Array {
+  return encodePlain(THandshakeRequestSchema, msg, "THandshakeRequest");
+}
+
+/** Decodes a THandshakeRequest as the C++ peer would: a missing required field fails. */
+export function decodeHandshakeRequest(bytes: Uint8Array): HandshakeRequest {
+  return decodePlain(THandshakeRequestSchema, bytes, "THandshakeRequest") as HandshakeRequest;
+}
+
+/** Encodes a THandshakeReply (with its Success, if any). */
+export function encodeHandshakeReply(msg: HandshakeReply): Uint8Array {
+  return encodePlain(THandshakeReplySchema, msg, "THandshakeReply");
+}
+
+/** Decodes a THandshakeReply; a Success lacking a required field fails the whole reply. */
+export function decodeHandshakeReply(bytes: Uint8Array): HandshakeReply {
+  return decodePlain(THandshakeReplySchema, bytes, "THandshakeReply") as HandshakeReply;
+}
+
+/** Encodes a bare THandshakeSuccess (used by tests and dumps). */
+export function encodeHandshakeSuccess(msg: HandshakeSuccess): Uint8Array {
+  return encodePlain(THandshakeSuccessSchema, msg, "THandshakeSuccess");
+}
+
+type Plain = Record<string, unknown>;
+
+function encodePlain(desc: DescMessage, plain: object, what: string): Uint8Array {
+  let message: Message;
+  try {
+    message = toReflect(desc, plain as Plain).message;
+  } catch (e) {
+    if (e instanceof WireError) throw e;
+    throw new WireError("bad_argument", `${what}: ${errorText(e)}`, { cause: e });
+  }
+  const missing = missingRequired(reflect(desc, message), desc.name);
+  if (missing) {
+    throw new WireError(
+      "protobuf_missing_required",
+      `${what}: required field ${missing} is not set`,
+    );
+  }
+  try {
+    return toBinary(desc, message);
+  } catch (e) {
+    throw new WireError("bad_argument", `${what}: ${errorText(e)}`, { cause: e });
+  }
+}
+
+function decodePlain(desc: DescMessage, bytes: Uint8Array, what: string): Plain {
+  let message: Message;
+  try {
+    message = fromBinary(desc, bytes);
+  } catch (e) {
+    throw new WireError("protobuf_malformed", `${what}: ${errorText(e)}`, { cause: e });
+  }
+  const r = reflect(desc, message);
+  const missing = missingRequired(r, desc.name);
+  if (missing) {
+    throw new WireError(
+      "protobuf_missing_required",
+      `${what}: required field ${missing} is missing`,
+    );
+  }
+  return fromReflect(r);
+}
+
+/** The path of the first unset `required` field, searching nested messages too (as C++ does). */
+function missingRequired(r: ReflectMessage, path: string): string | undefined {
+  for (const f of r.fields) {
+    const set = r.isSet(f);
+    if (!set) {
+      if (f.presence === FeatureSet_FieldPresence.LEGACY_REQUIRED) return `${path}.${f.name}`;
+      continue;
+    }
+    if (f.fieldKind === "message") {
+      const inner = missingRequired(r.get(f), `${path}.${f.name}`);
+      if (inner) return inner;
+    } else if (f.fieldKind === "list" && f.listKind === "message") {
+      let i = 0;
+      for (const item of r.get(f)) {
+        const inner = missingRequired(item as ReflectMessage, `${path}.${f.name}[${i++}]`);
+        if (inner) return inner;
+      }
+    }
+  }
+  return undefined;
+}
+
+function fromReflect(r: ReflectMessage): Plain {
+  const out: Plain = {};
+  for (const f of r.fields) {
+    if (!r.isSet(f)) continue;
+    switch (f.fieldKind) {
+      case "scalar":
+      case "enum":
+        out[f.name] = r.get(f);
+        break;
+      case "message":
+        out[f.name] = fromReflect(r.get(f));
+        break;
+      case "list":
+        out[f.name] = f.listKind === "message"
+          ? Array.from(r.get(f), (item) => fromReflect(item as ReflectMessage))
+          : Array.from(r.get(f));
+        break;
+      case "map":
+        // The handshake schema has no map fields.
+        break;
+    }
+  }
+  const unknown = r.getUnknown();
+  if (unknown && unknown.length > 0) {
+    out.unknownFields = unknown.map((u) => ({ no: u.no, wireType: u.wireType, data: u.data }));
+  }
+  return out;
+}
+
+function toReflect(desc: DescMessage, plain: Plain): ReflectMessage {
+  const r = reflect(desc, create(desc));
+  const known = new Set(desc.fields.map((f) => f.name));
+  for (const key of Object.keys(plain)) {
+    if (key !== "unknownFields" && !known.has(key) && plain[key] !== undefined) {
+      throw new WireError("bad_argument", `${desc.name} has no field ${key}`);
+    }
+  }
+  for (const f of desc.fields) {
+    const value = plain[f.name];
+    if (value === undefined) continue;
+    switch (f.fieldKind) {
+      case "scalar":
+      case "enum":
+        r.set(f, value);
+        break;
+      case "message":
+        r.set(f, toReflect(f.message, value as Plain));
+        break;
+      case "list": {
+        if (!Array.isArray(value)) {
+          throw new WireError("bad_argument", `${desc.name}.${f.name} must be an array`);
+        }
+        const list = r.get(f);
+        for (const item of value) {
+          list.add(f.listKind === "message" ? toReflect(f.message, item as Plain) : item);
+        }
+        break;
+      }
+      case "map":
+        break;
+    }
+  }
+  const unknown = plain.unknownFields as UnknownField[] | undefined;
+  if (unknown && unknown.length > 0) r.setUnknown(unknown.map((u) => ({ ...u })));
+  return r;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
