@@ -552,6 +552,7 @@ class HandshakeActor {
       peer: packet.peerVirtualId,
       counter: packet.nextPacket,
     });
+    if (decision.kind === "poison") throw new HandshakeEndedSilently(decision.reason);
     if (decision.kind === "nak") {
       this.log.info(this.#prefix("ICH08 continuation request rejected by proxy (Nak)"), {
         peerNodeId: this.peerNodeId,

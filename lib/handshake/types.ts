@@ -111,7 +111,7 @@ export interface ContinuationAsk {
   readonly counter: bigint;
 }
 
-/** The proxy's answer to a continuation request. */
+/** The proxy's answer to a continuation request (Ack, Nak, or PoisonPill). */
 export type ContinuationDecision =
   | {
     readonly kind: "ack";
@@ -122,7 +122,8 @@ export type ContinuationDecision =
     /** The session's params. */
     readonly params: SessionParams;
   }
-  | { readonly kind: "nak" };
+  | { readonly kind: "nak" }
+  | { readonly kind: "poison"; readonly reason: string };
 
 /** The proxy's answer to a new-session request (ReplyOK / ReplyError / PoisonPill). */
 export type NewSessionDecision =
