@@ -1,0 +1,680 @@
+/**
+ * The coordinator: one per node, in the main isolate. It plays YDB's per-peer proxy around the
+ * handshake procedures: it listens and dials, owns every main-connection socket, keeps one
+ * {@link PeerProxy} per peer, runs each handshake through a {@link HandshakeExecutor} (a warm
+ * worker pool in production), turns outcomes into sessions, and hands sessions to the user.
+ * @module
+ */
+import { getLogger, type Logger } from "@logtape/logtape";
+import { ActorId } from "../wire/actor_id.ts";
+import { handshakeDeadlineMs } from "../handshake/handshake.ts";
+import type { HandshakeFailure } from "../handshake/failure.ts";
+import type { TlsStarter } from "../handshake/stream_transport.ts";
+import type {
+  HandshakeDone,
+  HandshakeEnvironment,
+  HandshakeOutcome,
+  HandshakeSettings,
+  OutgoingParams,
+  ProgramInfo,
+  SessionParams,
+} from "../handshake/types.ts";
+import { type HandshakeHandle, PeerProxy, type ProxyStep } from "../proxy/peer_proxy.ts";
+import { VirtualIdAllocator } from "../proxy/virtual_id.ts";
+import type { BackoffOptions } from "../proxy/backoff.ts";
+import { type NodeConfig, validateConfig } from "./config.ts";
+import { Connection } from "./connection.ts";
+import { type HandshakeExecutor, InlineExecutor } from "./executor.ts";
+import { type Nameservice, StaticNameservice } from "./nameservice.ts";
+
+/** How a handshake ended, as announced to listeners. */
+export type HandshakeEvent =
+  | {
+    readonly direction: "incoming" | "outgoing";
+    readonly ok: true;
+    readonly peerNodeId: number;
+    readonly continuation: boolean;
+    readonly durationMs: number;
+    readonly session: Session;
+  }
+  | {
+    readonly direction: "incoming" | "outgoing";
+    readonly ok: false;
+    /** 0 when the peer never said who it is. */
+    readonly peerNodeId: number;
+    readonly continuation: boolean;
+    readonly durationMs: number;
+    readonly failure: "transient" | "permanent" | "session_mismatch";
+    readonly explanation: string;
+  };
+
+/** A handshake failed; `failure` is its class, `explanation` its gist. */
+export class HandshakeError extends Error {
+  override name = "HandshakeError";
+  constructor(
+    readonly failure: "transient" | "permanent" | "session_mismatch",
+    readonly explanation: string,
+    readonly peerNodeId: number,
+  ) {
+    super(`${failure} failure with node ${peerNodeId}: ${explanation}`);
+  }
+}
+
+/** Runtime options of a node that are not part of the config file. */
+export interface NodeOptions {
+  /** Where handshakes run; default: in this isolate. */
+  executor?: HandshakeExecutor;
+  /** Nameservice; default: the static table of the config. */
+  nameservice?: Nameservice;
+  /** TLS for connections; required when the config's encryption is not "disabled". */
+  tls?: TlsStarter;
+  /** HoldByError backoff; default 10 ms x4 capped at 10 s. */
+  backoff?: BackoffOptions;
+  /** Own process id and start marker (ProgramPID / ProgramStartTime). */
+  program?: { pid: bigint; startTime: bigint };
+  logger?: Logger;
+}
+
+interface Waiter {
+  resolve(s: Session): void;
+  reject(e: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+class Handle implements HandshakeHandle {
+  readonly abort = new AbortController();
+  constructor(readonly direction: "incoming" | "outgoing", readonly continuation: boolean) {}
+  poison(): void {
+    this.abort.abort();
+  }
+}
+
+interface Peer {
+  readonly nodeId: number;
+  readonly proxy: PeerProxy;
+  session: Session | undefined;
+  waiters: Waiter[];
+  outgoing: Handle | undefined;
+  wakeTimer: ReturnType<typeof setTimeout> | undefined;
+  lastError: HandshakeError | undefined;
+}
+
+/** A session with one peer: the connection after the handshake and what was negotiated. */
+export class Session {
+  #node: InterconnectNode;
+  #connection: Connection;
+  #done: HandshakeDone;
+  #closed = false;
+
+  /** @internal */
+  constructor(
+    node: InterconnectNode,
+    readonly direction: "incoming" | "outgoing",
+    connection: Connection,
+    done: HandshakeDone,
+  ) {
+    this.#node = node;
+    this.#connection = connection;
+    this.#done = done;
+  }
+
+  /** The peer's node id. */
+  get peerNodeId(): number {
+    return this.#done.peerNodeId;
+  }
+
+  /** This side's virtual id (SessionVirtualId). */
+  get selfVirtualId(): ActorId {
+    return this.#done.selfVirtualId;
+  }
+
+  /** The peer's virtual id (RemoteSessionVirtualId). */
+  get peerVirtualId(): ActorId {
+    return this.#done.peerVirtualId;
+  }
+
+  /** The peer's NextPacket from its initial packet in the last handshake. */
+  get nextPacketFromPeer(): bigint {
+    return this.#done.nextPacketFromPeer;
+  }
+
+  /** Negotiated parameters. */
+  get params(): SessionParams {
+    return this.#done.params;
+  }
+
+  /** The peer's program info (PID, StartTime, Serial) from the new-session handshake. */
+  get program(): ProgramInfo | null {
+    return this.#done.programInfo;
+  }
+
+  /** Bytes from the peer (TLS plaintext when encryption stays on). */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#connection.dataStreams().readable;
+  }
+
+  /** Bytes to the peer. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#connection.dataStreams().writable;
+  }
+
+  /** True once the session was closed or replaced by a new one. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Drops the current connection and runs a continuation handshake on a new one. Resolves with
+   * this session (same virtual ids) on Ack, or with a new session when the peer had forgotten
+   * this one (SESSION_MISMATCH, then a new-session handshake).
+   */
+  resume(): Promise<Session> {
+    return this.#node.resumeSession(this);
+  }
+
+  /** Closes the connection and forgets the session. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#connection.close();
+    this.#node.forgetSession(this);
+  }
+
+  /** @internal */
+  attach(connection: Connection, done: HandshakeDone): void {
+    if (connection !== this.#connection) this.#connection.close();
+    this.#connection = connection;
+    this.#done = { ...done, programInfo: this.#done.programInfo };
+  }
+
+  /** @internal */
+  detach(): void {
+    this.#connection.close();
+  }
+
+  /** @internal */
+  markClosed(): void {
+    this.#closed = true;
+    this.#connection.close();
+  }
+
+  /** @internal */
+  get done(): HandshakeDone {
+    return this.#done;
+  }
+}
+
+/** An interconnect node: listener, dialer, per-peer proxies and sessions. */
+export class InterconnectNode implements AsyncDisposable {
+  readonly config: NodeConfig;
+  readonly settings: HandshakeSettings;
+  readonly #executor: HandshakeExecutor;
+  readonly #nameservice: Nameservice;
+  readonly #tls: TlsStarter | undefined;
+  readonly #ids = new VirtualIdAllocator();
+  readonly #peers = new Map<number, Peer>();
+  readonly #connections = new Set<Connection>();
+  readonly #handles = new Set<Handle>();
+  readonly #running = new Set<Promise<unknown>>();
+  readonly #sessionListeners = new Set<(s: Session) => void>();
+  readonly #handshakeListeners = new Set<(e: HandshakeEvent) => void>();
+  readonly #backoff: BackoffOptions;
+  readonly #log: Logger;
+  #listener: Deno.TcpListener | undefined;
+  #closing = false;
+
+  private constructor(config: NodeConfig, options: NodeOptions) {
+    this.config = config;
+    this.#executor = options.executor ?? new InlineExecutor();
+    this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
+    this.#tls = options.tls;
+    this.#backoff = options.backoff ?? {};
+    this.#log = options.logger ?? getLogger(["ic-handshake", "node"]);
+    const self = config.nodes.find((n) => n.nodeId === config.nodeId)!;
+    this.settings = {
+      selfNodeId: config.nodeId,
+      selfHostName: self.host,
+      programPid: options.program?.pid ?? BigInt(Deno.pid),
+      programStartTime: options.program?.startTime ??
+        BigInt(Math.round(performance.timeOrigin * 1000)),
+      clusterUUID: config.clusterUUID ?? "",
+      acceptUUID: config.acceptUUID ?? [],
+      versionTag: config.versionTag,
+      acceptedVersionTags: config.acceptedVersionTags ?? [],
+      cookie: config.cookie ?? "",
+      scopeId: config.scopeId ? [BigInt(config.scopeId[0]), BigInt(config.scopeId[1])] : [0n, 0n],
+      encryption: config.encryption ?? "disabled",
+      tlsAuthOnly: config.tls?.authOnly ?? false,
+      ballastSize: config.ballastSize ?? 0,
+      handshakeTimeoutMs: config.handshakeTimeoutMs ?? 1000,
+    };
+  }
+
+  /**
+   * Validates `config`, then starts the node (listening when `config.listen` is set).
+   * @throws {ConfigError} naming the bad key and value.
+   */
+  static start(config: NodeConfig, options: NodeOptions = {}): InterconnectNode {
+    const valid = validateConfig(config);
+    if (valid.encryption && valid.encryption !== "disabled" && !options.tls) {
+      throw new TypeError(`encryption ${valid.encryption} needs options.tls`);
+    }
+    const node = new InterconnectNode(valid, options);
+    if (valid.listen) node.#listen(valid.listen);
+    return node;
+  }
+
+  /** Own node id. */
+  get nodeId(): number {
+    return this.config.nodeId;
+  }
+
+  /** The bound listen address (with the real port when the config said 0). */
+  get listenAddress(): { hostname: string; port: number } | undefined {
+    const a = this.#listener?.addr;
+    return a ? { hostname: a.hostname, port: a.port } : undefined;
+  }
+
+  /** Calls `listener` with every new session, incoming or outgoing. Returns an unsubscribe. */
+  onSession(listener: (session: Session) => void): () => void {
+    this.#sessionListeners.add(listener);
+    return () => this.#sessionListeners.delete(listener);
+  }
+
+  /** Calls `listener` with every finished handshake. Returns an unsubscribe function. */
+  onHandshake(listener: (event: HandshakeEvent) => void): () => void {
+    this.#handshakeListeners.add(listener);
+    return () => this.#handshakeListeners.delete(listener);
+  }
+
+  /** The live session with `peerNodeId`, if any. */
+  session(peerNodeId: number): Session | undefined {
+    const s = this.#peers.get(peerNodeId)?.session;
+    return s && !s.closed ? s : undefined;
+  }
+
+  /**
+   * A session with `peerNodeId`: the live one, or a new one from an outgoing handshake.
+   * Rejects with {@link HandshakeError} when the handshake fails, or at once while the peer is
+   * held in the error state after a permanent failure (backoff).
+   */
+  async connect(peerNodeId: number): Promise<Session> {
+    if (this.#closing) throw new Error("node is closed");
+    if (peerNodeId === this.nodeId) throw new RangeError(`node ${peerNodeId} is this node`);
+    const info = await this.#nameservice.nodeInfo(peerNodeId);
+    if (!info) throw new RangeError(`node ${peerNodeId} is not in the node table`);
+    const peer = this.#peer(peerNodeId, info.host);
+    const live = this.session(peerNodeId);
+    if (live) return live;
+    if (peer.proxy.state === "HoldByError" && peer.lastError) throw peer.lastError;
+    const waiting = this.#wait(peer);
+    if (!peer.outgoing) this.#dial(peer, false);
+    return await waiting;
+  }
+
+  /** @internal */
+  async resumeSession(session: Session): Promise<Session> {
+    if (this.#closing) throw new Error("node is closed");
+    const peer = this.#peers.get(session.peerNodeId);
+    if (!peer || peer.session !== session) throw new Error("session is no longer current");
+    session.detach();
+    const waiting = this.#wait(peer);
+    if (!peer.outgoing) this.#dial(peer, true);
+    return await waiting;
+  }
+
+  /** @internal */
+  forgetSession(session: Session): void {
+    const peer = this.#peers.get(session.peerNodeId);
+    if (peer?.session === session) {
+      peer.session = undefined;
+      peer.proxy.session = undefined;
+    }
+  }
+
+  /** Stops listening, ends every handshake and connection. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    try {
+      this.#listener?.close();
+    } catch {
+      // already closed
+    }
+    for (const h of this.#handles) h.poison();
+    for (const peer of this.#peers.values()) {
+      clearTimeout(peer.wakeTimer);
+      for (const w of peer.waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error("node is closed"));
+      }
+      peer.session?.markClosed();
+    }
+    for (const c of this.#connections) c.close();
+    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    await this.#executor.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // -----------------------------------------------------------------------------------------
+
+  #track<T>(p: Promise<T>): void {
+    const q = p.catch((e) => this.#log.error("internal error: {error}", { error: String(e) }))
+      .finally(() => this.#running.delete(q));
+    this.#running.add(q);
+  }
+
+  #peer(nodeId: number, host: string): Peer {
+    let p = this.#peers.get(nodeId);
+    if (!p) {
+      p = {
+        nodeId,
+        proxy: new PeerProxy(this.nodeId, nodeId, host, this.#ids, {
+          terminateSession: () => {
+            const s = p!.session;
+            if (s) s.detach();
+          },
+          log: (code, text) => this.#log.debug(`${code} ${text}`.replaceAll("{", "{{")),
+        }, this.#backoff),
+        session: undefined,
+        waiters: [],
+        outgoing: undefined,
+        wakeTimer: undefined,
+        lastError: undefined,
+      };
+      this.#peers.set(nodeId, p);
+    }
+    return p;
+  }
+
+  #wait(peer: Peer): Promise<Session> {
+    return new Promise<Session>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve,
+        reject,
+        // Queued work expires instead of waiting forever.
+        timer: setTimeout(() => {
+          peer.waiters = peer.waiters.filter((w) => w !== waiter);
+          reject(new HandshakeError("transient", "timed out waiting for a session", peer.nodeId));
+        }, handshakeDeadlineMs(this.settings) + 1000),
+      };
+      peer.waiters.push(waiter);
+    });
+  }
+
+  #settleWaiters(peer: Peer, result: Session | Error): void {
+    for (const w of peer.waiters.splice(0)) {
+      clearTimeout(w.timer);
+      if (result instanceof Session) w.resolve(result);
+      else w.reject(result);
+    }
+  }
+
+  #listen(addr: { host: string; port: number }): void {
+    this.#listener = Deno.listen({ hostname: addr.host, port: addr.port, transport: "tcp" });
+    const listener = this.#listener;
+    this.#track((async () => {
+      for (;;) {
+        let conn: Deno.TcpConn;
+        try {
+          conn = await listener.accept();
+        } catch (e) {
+          if (this.#closing) return;
+          this.#log.warn("ICL06 accept failed: {error}", { error: String(e) });
+          continue;
+        }
+        if (this.#closing) {
+          conn.close();
+          return;
+        }
+        this.#track(this.#incoming(conn));
+      }
+    })());
+  }
+
+  #connection(conn: Deno.TcpConn): Connection {
+    const c = Connection.fromDenoConn(conn, this.#tls);
+    this.#connections.add(c);
+    const close = c.close.bind(c);
+    c.close = () => {
+      this.#connections.delete(c);
+      close();
+    };
+    return c;
+  }
+
+  #env(handle: Handle): HandshakeEnvironment {
+    return {
+      resolve: (nodeId, signal) => this.#nameservice.resolve(nodeId, signal),
+      nodeInfo: (nodeId) => this.#nameservice.nodeInfo(nodeId),
+      connect: async (address) => {
+        if (this.#closing) throw new Error("node is closed");
+        const conn = await Deno.connect({
+          hostname: address.address,
+          port: address.port,
+          transport: "tcp",
+        });
+        return this.#connection(conn);
+      },
+      continuation: async (ask) => {
+        const info = await this.#nameservice.nodeInfo(ask.self.nodeId);
+        if (!info) return { kind: "nak" };
+        return this.#peer(ask.self.nodeId, info.host).proxy.continuation(handle, ask);
+      },
+      newSession: async (peerNodeId, request) => {
+        const info = await this.#nameservice.nodeInfo(peerNodeId);
+        if (!info) return { kind: "error", explanation: "cannot get node info" };
+        return this.#peer(peerNodeId, info.host).proxy.newSession(handle, request);
+      },
+    };
+  }
+
+  async #incoming(conn: Deno.TcpConn): Promise<void> {
+    const connection = this.#connection(conn);
+    const handle = new Handle("incoming", false);
+    this.#handles.add(handle);
+    const started = performance.now();
+    try {
+      const outcome = await this.#executor.incoming(
+        this.settings,
+        this.#env(handle),
+        connection,
+        { signal: handle.abort.signal },
+      );
+      this.#outcome(handle, outcome, started, connection);
+    } finally {
+      this.#handles.delete(handle);
+    }
+  }
+
+  #dial(peer: Peer, resume: boolean): void {
+    const s = resume ? peer.session : undefined;
+    const handle = new Handle("outgoing", s !== undefined);
+    peer.outgoing = handle;
+    this.#handles.add(handle);
+    peer.proxy.startOutgoing(handle, s === undefined);
+    const params: OutgoingParams = s
+      ? {
+        peerNodeId: peer.nodeId,
+        peerHostName: peer.proxy.peerHostName,
+        selfVirtualId: s.selfVirtualId,
+        peerVirtualId: s.peerVirtualId,
+        nextPacket: peer.proxy.session?.lastInputSerial ?? 0n,
+        sessionParams: s.params,
+      }
+      : {
+        peerNodeId: peer.nodeId,
+        peerHostName: peer.proxy.peerHostName,
+        selfVirtualId: this.#ids.next(this.nodeId),
+        peerVirtualId: ActorId.EMPTY,
+        nextPacket: 0n,
+      };
+    const started = performance.now();
+    this.#track((async () => {
+      try {
+        const outcome = await this.#executor.outgoing(
+          this.settings,
+          this.#env(handle),
+          params,
+          { signal: handle.abort.signal },
+        );
+        this.#outcome(handle, outcome, started, undefined);
+      } finally {
+        this.#handles.delete(handle);
+        if (peer.outgoing === handle) peer.outgoing = undefined;
+      }
+    })());
+  }
+
+  #outcome(
+    handle: Handle,
+    outcome: HandshakeOutcome,
+    started: number,
+    incomingConnection: Connection | undefined,
+  ): void {
+    const durationMs = performance.now() - started;
+    if (outcome.kind === "silent") {
+      incomingConnection?.close();
+      return;
+    }
+    if (outcome.kind === "failed") {
+      incomingConnection?.close();
+      this.#failed(handle, outcome.peerNodeId, outcome.failure, durationMs);
+      return;
+    }
+    const connection = outcome.transport as Connection;
+    const done = outcome.done;
+    const peer = this.#peers.get(done.peerNodeId);
+    if (!peer || this.#closing) {
+      connection.close();
+      return;
+    }
+    if (peer.outgoing === handle) peer.outgoing = undefined;
+    const step = peer.proxy.done(handle, done);
+    this.#step(peer, step, handle, connection, done, durationMs);
+  }
+
+  #step(
+    peer: Peer,
+    step: ProxyStep,
+    handle: Handle,
+    connection: Connection | undefined,
+    done: HandshakeDone | undefined,
+    durationMs: number,
+  ): void {
+    switch (step.kind) {
+      case "session_created": {
+        const previous = peer.session;
+        const session = new Session(this, handle.direction, connection!, done!);
+        if (previous && previous !== session) previous.markClosed();
+        peer.session = session;
+        peer.lastError = undefined;
+        this.#emitHandshake({
+          direction: handle.direction,
+          ok: true,
+          peerNodeId: peer.nodeId,
+          continuation: false,
+          durationMs,
+          session,
+        });
+        for (const l of this.#sessionListeners) l(session);
+        this.#settleWaiters(peer, session);
+        return;
+      }
+      case "session_resumed": {
+        const session = peer.session!;
+        session.attach(connection!, done!);
+        peer.lastError = undefined;
+        this.#emitHandshake({
+          direction: handle.direction,
+          ok: true,
+          peerNodeId: peer.nodeId,
+          continuation: true,
+          durationMs,
+          session,
+        });
+        this.#settleWaiters(peer, session);
+        return;
+      }
+      case "dial_new":
+        connection?.close();
+        if (peer.session) {
+          peer.session.markClosed();
+          peer.session = undefined;
+        }
+        if (!peer.outgoing && !this.#closing) this.#dial(peer, false);
+        return;
+      case "dial_resume":
+        connection?.close();
+        if (peer.waiters.length > 0 && !peer.outgoing && !this.#closing) this.#dial(peer, true);
+        return;
+      case "hold_by_error": {
+        connection?.close();
+        if (peer.session) {
+          peer.session.markClosed();
+          peer.session = undefined;
+        }
+        const error = new HandshakeError("permanent", step.explanation, peer.nodeId);
+        peer.lastError = error;
+        this.#settleWaiters(peer, error);
+        clearTimeout(peer.wakeTimer);
+        peer.wakeTimer = setTimeout(() => {
+          peer.wakeTimer = undefined;
+          peer.proxy.wake();
+        }, step.sleepMs);
+        return;
+      }
+      case "none":
+        connection?.close();
+        return;
+    }
+  }
+
+  #failed(handle: Handle, peerNodeId: number, failure: HandshakeFailure, durationMs: number): void {
+    this.#emitHandshake({
+      direction: handle.direction,
+      ok: false,
+      peerNodeId,
+      continuation: handle.continuation,
+      durationMs,
+      failure: failure.class,
+      explanation: failure.explanation,
+    });
+    const peer = this.#peers.get(peerNodeId);
+    if (!peer) return;
+    if (peer.outgoing === handle) peer.outgoing = undefined;
+    const step = peer.proxy.fail(handle, failure);
+    if (step.kind === "none" && handle.direction === "outgoing" && !peer.outgoing) {
+      // After an outgoing failure YDB drops the queued work: the waiters learn why.
+      this.#settleWaiters(
+        peer,
+        new HandshakeError(failure.class, failure.explanation, peerNodeId),
+      );
+    }
+    if (step.kind === "hold_by_error") {
+      // Keep the class of the failure that led here for the waiters.
+      this.#step(peer, step, handle, undefined, undefined, durationMs);
+      return;
+    }
+    if (step.kind === "dial_resume" && handle.direction === "outgoing") {
+      // Our own resume failed on the network: report it rather than redial in a tight loop;
+      // the caller decides when to try again (Session.resume()).
+      this.#settleWaiters(peer, new HandshakeError(failure.class, failure.explanation, peerNodeId));
+      return;
+    }
+    this.#step(peer, step, handle, undefined, undefined, durationMs);
+  }
+
+  #emitHandshake(event: HandshakeEvent): void {
+    for (const l of this.#handshakeListeners) {
+      try {
+        l(event);
+      } catch (e) {
+        this.#log.error("handshake listener threw: {error}", { error: String(e) });
+      }
+    }
+  }
+}
