@@ -20,11 +20,17 @@ export interface ExBlockHeader {
   readonly size: number;
 }
 
+/** Scratch for the 4 size bytes; the checksum is synchronous, so one buffer serves all calls. */
+const SIZE_BYTES = new Uint8Array(4);
+
 /** The ExBlock checksum of a payload: CRC32C over the LE size bytes, then the payload. */
 export function exBlockChecksum(payload: Uint8Array): number {
-  const sizeBytes = new Uint8Array(4);
-  new DataView(sizeBytes.buffer).setUint32(0, payload.length, true);
-  return crc32cExtend(crc32cExtend(0, sizeBytes), payload);
+  const n = payload.length;
+  SIZE_BYTES[0] = n & 0xff;
+  SIZE_BYTES[1] = (n >>> 8) & 0xff;
+  SIZE_BYTES[2] = (n >>> 16) & 0xff;
+  SIZE_BYTES[3] = (n >>> 24) & 0xff;
+  return crc32cExtend(crc32cExtend(0, SIZE_BYTES), payload);
 }
 
 /** Frames a payload. Throws {@link WireError} `exblock_size` above 1 MiB, as YDB asserts. */

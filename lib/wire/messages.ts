@@ -262,6 +262,14 @@ function toReflect(desc: DescMessage, plain: Plain): ReflectMessage {
   for (const f of desc.fields) {
     const value = plain[f.name];
     if (value === undefined) continue;
+    // Setting a second member of a oneof would silently clear the first one.
+    const taken = f.oneof ? r.oneofCase(f.oneof) : undefined;
+    if (taken) {
+      throw new WireError(
+        "bad_argument",
+        `${desc.name}: ${taken.name} and ${f.name} are both set; oneof ${f.oneof?.name} takes one`,
+      );
+    }
     switch (f.fieldKind) {
       case "scalar":
       case "enum":
