@@ -1,43 +1,10 @@
 import assert from "node:assert/strict";
-import { InterconnectNode, type Session } from "../lib/node/node.ts";
+import type { Session } from "../lib/node/node.ts";
 import type { NodeConfig } from "../lib/node/config.ts";
-
-/** Reserves free loopback ports for a node table (listeners bind them right after). */
-function freePorts(n: number): number[] {
-  const ls = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
-  const ports = ls.map((l) => l.addr.port);
-  for (const l of ls) l.close();
-  return ports;
-}
+import { continuationOn, readText, startCluster } from "./_helpers/cluster.ts";
 
 function cluster(ids: number[], extra: (id: number) => Partial<NodeConfig> = () => ({})) {
-  const ports = freePorts(ids.length);
-  const nodes = ids.map((id, i) => ({
-    nodeId: id,
-    host: `node-${id}`,
-    port: ports[i],
-    address: "127.0.0.1",
-  }));
-  return ids.map((id, i) =>
-    InterconnectNode.start({
-      nodeId: id,
-      listen: { host: "127.0.0.1", port: ports[i] },
-      nodes,
-      ...extra(id),
-    })
-  );
-}
-
-async function readSome(s: Session, n: number): Promise<string> {
-  const reader = s.readable.getReader();
-  let text = "";
-  while (text.length < n) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return text;
+  return startCluster(ids, extra);
 }
 
 Deno.test("two nodes on loopback: a plain session carries data both ways", async () => {
@@ -53,10 +20,10 @@ Deno.test("two nodes on loopback: a plain session carries data both ways", async
   assert.equal(s1.program?.pid, BigInt(Deno.pid));
   const w1 = s1.writable.getWriter();
   await w1.write(new TextEncoder().encode("hello from 1"));
-  assert.equal(await readSome(s2, 12), "hello from 1");
+  assert.equal(await readText(s2, 12), "hello from 1");
   const w2 = s2.writable.getWriter();
   await w2.write(new TextEncoder().encode("hi from 2"));
-  assert.equal(await readSome(s1, 9), "hi from 2");
+  assert.equal(await readText(s1, 9), "hi from 2");
   w1.releaseLock();
   w2.releaseLock();
 });
@@ -67,14 +34,16 @@ Deno.test("continuation after the link drops: Ack keeps the virtual ids", async 
   await using _b = b;
   const s1 = await a.connect(2);
   const ids = [s1.selfVirtualId.toString(), s1.peerVirtualId.toString()];
+  const resumedOn2 = continuationOn(b);
   const again = await s1.resume();
+  await resumedOn2;
   assert.equal(again, s1);
   assert.deepEqual([again.selfVirtualId.toString(), again.peerVirtualId.toString()], ids);
   const s2 = b.session(1)!;
   const w = again.writable.getWriter();
   await w.write(new TextEncoder().encode("after resume"));
   w.releaseLock();
-  assert.equal(await readSome(s2, 12), "after resume");
+  assert.equal(await readText(s2, 12), "after resume");
 });
 
 Deno.test("continuation Nak after the peer forgot the session: SESSION_MISMATCH then a new session", async () => {
@@ -85,8 +54,9 @@ Deno.test("continuation Nak after the peer forgot the session: SESSION_MISMATCH 
   a.onHandshake((e) =>
     events.push(e.ok ? `ok${e.continuation ? " continuation" : ""}` : e.failure)
   );
+  const onB = new Promise<Session>((r) => b.onSession(r));
   const s1 = await a.connect(2);
-  b.session(1)!.close(); // node 2 forgets the session
+  (await onB).close(); // node 2 forgets the session
   const s = await s1.resume();
   assert.notEqual(s, s1);
   assert.ok(!s.selfVirtualId.equals(s1.selfVirtualId));

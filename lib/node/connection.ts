@@ -11,6 +11,8 @@ import { StreamTransport, type TlsStarter } from "../handshake/stream_transport.
 export interface TlsStreams {
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
+  /** Sends close_notify and releases the TLS engine (the socket is closed separately). */
+  close?(): Promise<void>;
 }
 
 /** A connection's data streams after the handshake. */
@@ -46,7 +48,8 @@ export class Connection extends StreamTransport {
     const label = remote.hostname.includes(":")
       ? `[${remote.hostname}]:${remote.port}`
       : `${remote.hostname}:${remote.port}`;
-    const c = new Connection(conn, label, startTls, () => {
+    const c: Connection = new Connection(conn, label, startTls, () => {
+      c.tls?.close?.().catch(() => {});
       try {
         conn.close();
       } catch {

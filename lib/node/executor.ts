@@ -16,6 +16,7 @@ import type {
   HandshakeTransport,
   OutgoingParams,
 } from "../handshake/types.ts";
+import { HandshakeWorkerPool, type HandshakeWorkerPoolOptions } from "../worker/host.ts";
 
 /** Runs handshake procedures. */
 export interface HandshakeExecutor {
@@ -56,5 +57,50 @@ export class InlineExecutor implements HandshakeExecutor {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+}
+
+/** Runs every handshake in a pooled Web Worker; sockets stay in the calling isolate. */
+export class WorkerExecutor implements HandshakeExecutor {
+  readonly pool: HandshakeWorkerPool;
+
+  constructor(options: HandshakeWorkerPoolOptions = {}) {
+    this.pool = new HandshakeWorkerPool(options);
+  }
+
+  outgoing(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    params: OutgoingParams,
+    options: RunOptions,
+  ): Promise<HandshakeOutcome> {
+    return this.pool.run({
+      kind: "outgoing",
+      settings,
+      env,
+      params,
+      signal: options.signal,
+      deadlineMs: options.deadlineMs,
+    });
+  }
+
+  incoming(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    transport: HandshakeTransport,
+    options: RunOptions,
+  ): Promise<HandshakeOutcome> {
+    return this.pool.run({
+      kind: "incoming",
+      settings,
+      env,
+      transport,
+      signal: options.signal,
+      deadlineMs: options.deadlineMs,
+    });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }

@@ -24,7 +24,9 @@ import { VirtualIdAllocator } from "../proxy/virtual_id.ts";
 import type { BackoffOptions } from "../proxy/backoff.ts";
 import { type NodeConfig, validateConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
-import { type HandshakeExecutor, InlineExecutor } from "./executor.ts";
+import { type HandshakeExecutor, InlineExecutor, WorkerExecutor } from "./executor.ts";
+import { tlsStarter } from "./tls_starter.ts";
+import { createTlsContext } from "../tls/mod.ts";
 import { type Nameservice, StaticNameservice } from "./nameservice.ts";
 
 /** How a handshake ended, as announced to listeners. */
@@ -62,17 +64,25 @@ export class HandshakeError extends Error {
 
 /** Runtime options of a node that are not part of the config file. */
 export interface NodeOptions {
-  /** Where handshakes run; default: in this isolate. */
-  executor?: HandshakeExecutor;
+  /**
+   * Handshake workers: the size of the warm pool, which also bounds concurrent outgoing (and,
+   * separately, incoming) handshakes; excess handshakes wait in order. `false` runs handshakes
+   * in the calling isolate instead. Default 4.
+   */
+  workers?: number | false;
+  /**
+   * Run workers in Deno's permission sandbox. Needs `--unstable-worker-options` on the command
+   * line (without it Deno exits the process). Default false.
+   */
+  workerSandbox?: boolean;
   /** Nameservice; default: the static table of the config. */
   nameservice?: Nameservice;
-  /** TLS for connections; required when the config's encryption is not "disabled". */
-  tls?: TlsStarter;
   /** HoldByError backoff; default 10 ms x4 capped at 10 s. */
   backoff?: BackoffOptions;
-  /** Own process id and start marker (ProgramPID / ProgramStartTime). */
+  /** Own ProgramPID / ProgramStartTime; default: the process id and start time. */
   program?: { pid: bigint; startTime: bigint };
-  logger?: Logger;
+  /** @internal Where handshakes run; overrides `workers`. */
+  executor?: HandshakeExecutor;
 }
 
 interface Waiter {
@@ -225,11 +235,19 @@ export class InterconnectNode implements AsyncDisposable {
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
-    this.#executor = options.executor ?? new InlineExecutor();
+    const workers = options.workers ?? 4;
+    this.#executor = options.executor ??
+      (workers === false
+        ? new InlineExecutor()
+        : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false }));
     this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
-    this.#tls = options.tls;
+    this.#tls = config.tls
+      ? tlsStarter(
+        createTlsContext({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca }),
+      )
+      : undefined;
     this.#backoff = options.backoff ?? {};
-    this.#log = options.logger ?? getLogger(["ic-handshake", "node"]);
+    this.#log = getLogger(["ic-handshake", "node"]);
     const self = config.nodes.find((n) => n.nodeId === config.nodeId)!;
     this.settings = {
       selfNodeId: config.nodeId,
@@ -252,13 +270,11 @@ export class InterconnectNode implements AsyncDisposable {
 
   /**
    * Validates `config`, then starts the node (listening when `config.listen` is set).
-   * @throws {ConfigError} naming the bad key and value.
+   * @throws {ConfigError} naming the bad key and value; {@link TlsError} `bad_credentials`
+   * when the TLS material does not load.
    */
   static start(config: NodeConfig, options: NodeOptions = {}): InterconnectNode {
     const valid = validateConfig(config);
-    if (valid.encryption && valid.encryption !== "disabled" && !options.tls) {
-      throw new TypeError(`encryption ${valid.encryption} needs options.tls`);
-    }
     const node = new InterconnectNode(valid, options);
     if (valid.listen) node.#listen(valid.listen);
     return node;

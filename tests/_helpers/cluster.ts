@@ -1,0 +1,90 @@
+/**
+ * Real nodes on loopback for tests: free ports, a shared node table, TLS fixtures.
+ */
+import {
+  type HandshakeEvent,
+  InterconnectNode,
+  type NodeOptions,
+  type Session,
+} from "../../lib/node/node.ts";
+import type { NodeConfig, TlsConfig } from "../../lib/node/config.ts";
+
+const fixtures = new URL("../fixtures/tls/", import.meta.url);
+
+/** TLS material from the fixtures: `<name>.pem/.key` trusting `ca.pem`. */
+export function tlsFixture(name: string, authOnly = false): TlsConfig {
+  const read = (f: string) => Deno.readTextFileSync(new URL(f, fixtures));
+  return { cert: read(`${name}.pem`), key: read(`${name}.key`), ca: read("ca.pem"), authOnly };
+}
+
+/** Reserves free loopback ports (the listeners bind them right after). */
+export function freePorts(n: number): number[] {
+  const ls = Array.from({ length: n }, () => Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  const ports = ls.map((l) => l.addr.port);
+  for (const l of ls) l.close();
+  return ports;
+}
+
+/** Starts nodes `ids` on loopback with a shared table; `extra(id)` adds config keys. */
+export function startCluster(
+  ids: number[],
+  extra: (id: number) => Partial<NodeConfig> = () => ({}),
+  options: NodeOptions = {},
+): InterconnectNode[] {
+  const ports = freePorts(ids.length);
+  const nodes = ids.map((id, i) => ({
+    nodeId: id,
+    host: `node-${id}`,
+    port: ports[i],
+    address: "127.0.0.1",
+  }));
+  return ids.map((id, i) =>
+    InterconnectNode.start({
+      nodeId: id,
+      listen: { host: "127.0.0.1", port: ports[i] },
+      nodes,
+      ...extra(id),
+    }, options)
+  );
+}
+
+/** Reads from a session until `n` characters arrived (or the stream ended). */
+export async function readText(s: Session, n: number): Promise<string> {
+  const reader = s.readable.getReader();
+  let text = "";
+  try {
+    while (text.length < n) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  return text;
+}
+
+/** Writes text to a session. */
+export async function writeText(s: Session, text: string): Promise<void> {
+  const w = s.writable.getWriter();
+  try {
+    await w.write(new TextEncoder().encode(text));
+  } finally {
+    w.releaseLock();
+  }
+}
+
+/**
+ * Resolves when `node` finishes a successful continuation handshake: its session's streams are
+ * those of the new connection only from then on.
+ */
+export function continuationOn(node: InterconnectNode): Promise<HandshakeEvent> {
+  return new Promise((resolve) => {
+    const off = node.onHandshake((e) => {
+      if (e.ok && e.continuation) {
+        off();
+        resolve(e);
+      }
+    });
+  });
+}
