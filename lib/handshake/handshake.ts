@@ -59,6 +59,8 @@ import {
   type TlsRole,
 } from "./types.ts";
 
+/** DEFAULT_HANDSHAKE_TIMEOUT of the early revision (spec 6.4). */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 1000;
 /** The wait for a resolve reply before falling back to the static address (spec 6.4). */
 export const RESOLVE_TIMEOUT_MS = 1000;
 /** Network errors of one peer are logged at NOTICE at most once per this period (spec 8). */
@@ -68,7 +70,8 @@ export const COOKIE_CHECK_SERVICE = "cookie check";
 
 /** The overall deadline of a handshake: timeout + 2 x resolve wait (spec 6.4). */
 export function handshakeDeadlineMs(settings: HandshakeSettings): number {
-  return settings.handshakeTimeoutMs + 2 * RESOLVE_TIMEOUT_MS;
+  // 0 means "use the default" (1 s in the early revision), as YDB's settings do.
+  return (settings.handshakeTimeoutMs || DEFAULT_HANDSHAKE_TIMEOUT_MS) + 2 * RESOLVE_TIMEOUT_MS;
 }
 
 /** The TLS role of this node towards `peerNodeId`: the lower node id is the server. */
@@ -125,6 +128,7 @@ class HandshakeActor {
   lastNetworkNotice: number | undefined;
   readonly #transports = new Set<HandshakeTransport>();
   readonly #abort = new AbortController();
+  #ended = false;
   readonly log: Logger;
 
   constructor(
@@ -141,7 +145,19 @@ class HandshakeActor {
   }
 
   track(t: HandshakeTransport): void {
+    if (this.#ended) {
+      t.close();
+      this.alive();
+    }
     this.#transports.add(t);
+  }
+
+  /**
+   * Ends the procedure silently once its outcome is settled (deadline, poison, result): a
+   * handshake that has ended must not dial, write, log a second failure or finish later.
+   */
+  alive(): void {
+    if (this.#ended) throw new HandshakeEndedSilently("handshake already ended");
   }
 
   untrack(t: HandshakeTransport): void {
@@ -185,6 +201,7 @@ class HandshakeActor {
     } finally {
       clearTimeout(timer);
       if (onAbort) this.options.signal?.removeEventListener("abort", onAbort);
+      this.#ended = true;
       this.#abort.abort();
       this.closeAll();
       // The losing branch may still settle later; its result is of no interest.
@@ -213,6 +230,7 @@ class HandshakeActor {
   // Failures and logging
 
   fail(cls: FailureClass, explanation: string, network = false, errorReplySent = false): never {
+    this.alive();
     const message = formatFailureMessage(
       this.kind,
       this.peerHostName,
@@ -267,6 +285,7 @@ class HandshakeActor {
   // Communication block
 
   async send(t: HandshakeTransport, bytes: Uint8Array, state: string): Promise<void> {
+    this.alive();
     this.state = state;
     try {
       await t.write(bytes);
@@ -276,6 +295,7 @@ class HandshakeActor {
   }
 
   async receive(t: HandshakeTransport, n: number, state: string): Promise<Uint8Array> {
+    this.alive();
     this.state = state;
     try {
       return await t.readExactly(n);
@@ -336,6 +356,7 @@ class HandshakeActor {
   /** Resolve with the 1 s wait and the static fallback, then connect (spec 1.2 steps 2-3). */
   async connect(nodeId: number, recordPeerAddr: boolean): Promise<HandshakeTransport> {
     const address = await this.resolvePeer(nodeId);
+    this.alive();
     this.state = "Connect";
     const label = formatAddress(address);
     if (recordPeerAddr) this.peerAddr = label;
