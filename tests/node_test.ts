@@ -8,7 +8,7 @@ function cluster(ids: number[], extra: (id: number) => Partial<NodeConfig> = () 
 }
 
 Deno.test("two nodes on loopback: a plain session carries data both ways", async () => {
-  const [a, b] = cluster([1, 2]);
+  const [a, b] = await cluster([1, 2]);
   await using _a = a;
   await using _b = b;
   const incoming = new Promise<Session>((r) => b.onSession(r));
@@ -29,7 +29,7 @@ Deno.test("two nodes on loopback: a plain session carries data both ways", async
 });
 
 Deno.test("continuation after the link drops: Ack keeps the virtual ids", async () => {
-  const [a, b] = cluster([1, 2]);
+  const [a, b] = await cluster([1, 2]);
   await using _a = a;
   await using _b = b;
   const s1 = await a.connect(2);
@@ -47,7 +47,7 @@ Deno.test("continuation after the link drops: Ack keeps the virtual ids", async 
 });
 
 Deno.test("continuation Nak after the peer forgot the session: SESSION_MISMATCH then a new session", async () => {
-  const [a, b] = cluster([1, 2]);
+  const [a, b] = await cluster([1, 2]);
   await using _a = a;
   await using _b = b;
   const events: string[] = [];
@@ -64,7 +64,7 @@ Deno.test("continuation Nak after the peer forgot the session: SESSION_MISMATCH 
 });
 
 Deno.test("a ClusterUUID mismatch fails PERMANENT and backs off", async () => {
-  const [a, b] = cluster([1, 2], (id) => ({ clusterUUID: `c${id}`, acceptUUID: [`c${id}`] }));
+  const [a, b] = await cluster([1, 2], (id) => ({ clusterUUID: `c${id}`, acceptUUID: [`c${id}`] }));
   await using _a = a;
   await using _b = b;
   await assert.rejects(a.connect(2), (e: Error & { failure?: string; explanation?: string }) => {

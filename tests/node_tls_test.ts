@@ -10,7 +10,7 @@ import {
 
 for (const [dialer, acceptor] of [[1, 2], [2, 1]]) {
   Deno.test(`mutual TLS with node ${dialer} dialing node ${acceptor}: both see the peer CN and data flows`, async () => {
-    const [a, b] = startCluster([1, 2], (id) => ({
+    const [a, b] = await startCluster([1, 2], (id) => ({
       encryption: "required",
       tls: tlsFixture(`node-${id}`),
     }));
@@ -32,7 +32,7 @@ for (const [dialer, acceptor] of [[1, 2], [2, 1]]) {
 }
 
 Deno.test("AuthOnly on loopback: TLS authenticates, then plain TCP carries the session", async () => {
-  const [a, b] = startCluster([1, 2], (id) => ({
+  const [a, b] = await startCluster([1, 2], (id) => ({
     encryption: "optional",
     tls: tlsFixture(`node-${id}`, true),
   }));
@@ -61,7 +61,7 @@ Deno.test("AuthOnly on loopback: TLS authenticates, then plain TCP carries the s
 });
 
 Deno.test("continuation of a TLS session redoes TLS on the new connection", async () => {
-  const [a, b] = startCluster([1, 2], (id) => ({
+  const [a, b] = await startCluster([1, 2], (id) => ({
     encryption: "required",
     tls: tlsFixture(`node-${id}`),
   }));
@@ -80,7 +80,7 @@ Deno.test("continuation of a TLS session redoes TLS on the new connection", asyn
 for (const rogueNode of [1, 2]) {
   const role = rogueNode === 1 ? "server" : "client";
   Deno.test(`a certificate from an unknown CA is refused when the rogue node is the TLS ${role}`, async () => {
-    const [a, b] = startCluster([1, 2], (id) => ({
+    const [a, b] = await startCluster([1, 2], (id) => ({
       encryption: "required",
       tls: id === rogueNode
         ? { ...tlsFixture(`node-${id}`), ...roguePair() }

@@ -25,7 +25,7 @@ export function handshakeLine(e: HandshakeEvent): string {
   }
   const s = e.session;
   const p = s.params;
-  const program = s.program;
+  const program = e.program;
   return JSON.stringify({
     event: "handshake",
     direction: e.direction,

@@ -50,7 +50,9 @@ export interface HandshakeSettings {
 export interface SessionParams {
   /** TLS stays on for the session. False after an AuthOnly TLS exchange. */
   readonly encryption: boolean;
+  /** The session uses the modern (v2) data frame header. */
   readonly useModernFrame: boolean;
+  /** TLS authenticated the peer, then the session went on in plain TCP. */
   readonly authOnly: boolean;
   /** Peer certificate CN after TLS; "" otherwise. */
   readonly authCN: string;
@@ -60,8 +62,11 @@ export interface SessionParams {
 
 /** TProgramInfo of the peer (null on continuation). */
 export interface ProgramInfo {
+  /** The peer's process id (ProgramPID). */
   readonly pid: bigint;
+  /** The peer's start marker (ProgramStartTime); with the PID, the peer's identity. */
   readonly startTime: bigint;
+  /** Serial of the request or Success: the LocalId of the sender's virtual id. */
   readonly serial: bigint;
 }
 
@@ -85,6 +90,7 @@ export interface HandshakeTransport {
 
 /** TEvNodeInfo's node record (spec 7). */
 export interface NodeInfo {
+  /** The node's id. */
   readonly nodeId: number;
   /** Technical host name used in the handshake. */
   readonly host: string;
@@ -92,12 +98,15 @@ export interface NodeInfo {
   readonly address?: string;
   /** Name to resolve when there is no literal address (defaults to `host`). */
   readonly resolveHost?: string;
+  /** Interconnect port. */
   readonly port: number;
 }
 
 /** Where to connect. */
 export interface ResolvedAddress {
+  /** IP address (v4 or v6) as text. */
   readonly address: string;
+  /** TCP port. */
   readonly port: number;
 }
 

@@ -64,7 +64,9 @@ export interface NodeConfig {
 
 /** A configuration error: names the key and the value. */
 export class ConfigError extends Error {
+  /** Always `"ConfigError"`. */
   override name = "ConfigError";
+  /** `key` is the config key at fault (e.g. `nodes[2].port`); `message` says what is wrong. */
   constructor(readonly key: string, message: string) {
     super(`${key}: ${message}`);
   }

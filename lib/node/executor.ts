@@ -32,6 +32,8 @@ export interface HandshakeExecutor {
     transport: HandshakeTransport,
     options: RunOptions,
   ): Promise<HandshakeOutcome>;
+  /** Resolves once the executor can run a handshake without start-up delay. */
+  warm(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,10 @@ export class InlineExecutor implements HandshakeExecutor {
     options: RunOptions,
   ): Promise<HandshakeOutcome> {
     return runIncomingHandshake(settings, env, transport, options);
+  }
+
+  warm(): Promise<void> {
+    return Promise.resolve();
   }
 
   close(): Promise<void> {
@@ -98,6 +104,10 @@ export class WorkerExecutor implements HandshakeExecutor {
       signal: options.signal,
       deadlineMs: options.deadlineMs,
     });
+  }
+
+  warm(): Promise<void> {
+    return this.pool.warm();
   }
 
   close(): Promise<void> {

@@ -31,7 +31,7 @@ export function isLiteralAddress(s: string): boolean {
 export type DnsLookup = (name: string, signal?: AbortSignal) => Promise<string[]>;
 
 /** `Deno.resolveDns` for A and AAAA records; "localhost" maps to 127.0.0.1 without a query. */
-export const denoDnsLookup: DnsLookup = async (name, signal) => {
+export async function denoDnsLookup(name: string, signal?: AbortSignal): Promise<string[]> {
   if (name === "localhost") return ["127.0.0.1"];
   const results = await Promise.allSettled([
     Deno.resolveDns(name, "A", { signal }),
@@ -42,12 +42,16 @@ export const denoDnsLookup: DnsLookup = async (name, signal) => {
   if (out.length > 0) return out;
   const firstError = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
   throw firstError.reason;
-};
+}
 
 /** The static table nameservice. */
 export class StaticNameservice implements Nameservice {
   readonly #table = new Map<number, NodeEntry>();
 
+  /**
+   * Checks the table's uniqueness rules and keeps a copy. `lookup` resolves names that have no
+   * literal address (default: {@link denoDnsLookup}).
+   */
   constructor(nodes: readonly NodeEntry[], readonly lookup: DnsLookup = denoDnsLookup) {
     checkNodeTable(nodes);
     for (const n of nodes) this.#table.set(n.nodeId, { ...n });

@@ -38,6 +38,8 @@ export type HandshakeEvent =
     readonly continuation: boolean;
     readonly durationMs: number;
     readonly session: Session;
+    /** The peer's program info from this handshake; null on continuation (as YDB's Done). */
+    readonly program: ProgramInfo | null;
   }
   | {
     readonly direction: "incoming" | "outgoing";
@@ -52,7 +54,9 @@ export type HandshakeEvent =
 
 /** A handshake failed; `failure` is its class, `explanation` its gist. */
 export class HandshakeError extends Error {
+  /** Always `"HandshakeError"`. */
   override name = "HandshakeError";
+  /** A failure of class `failure` with node `peerNodeId`, explained by `explanation`. */
   constructor(
     readonly failure: "transient" | "permanent" | "session_mismatch",
     readonly explanation: string,
@@ -81,12 +85,10 @@ export interface NodeOptions {
   backoff?: BackoffOptions;
   /** Own ProgramPID / ProgramStartTime; default: the process id and start time. */
   program?: { pid: bigint; startTime: bigint };
-  /** @internal Where handshakes run; overrides `workers`. */
-  executor?: HandshakeExecutor;
 }
 
 interface Waiter {
-  resolve(s: Session): void;
+  resolve(s: SessionImpl): void;
   reject(e: Error): void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -102,23 +104,62 @@ class Handle implements HandshakeHandle {
 interface Peer {
   readonly nodeId: number;
   readonly proxy: PeerProxy;
-  session: Session | undefined;
+  session: SessionImpl | undefined;
   waiters: Waiter[];
   outgoing: Handle | undefined;
   wakeTimer: ReturnType<typeof setTimeout> | undefined;
   lastError: HandshakeError | undefined;
 }
 
-/** A session with one peer: the connection after the handshake and what was negotiated. */
-export class Session {
-  #node: InterconnectNode;
+/**
+ * A session with one peer: the connection after the handshake and what was negotiated. The
+ * session survives reconnects: after {@link Session.resume} its virtual ids stay and its
+ * `readable` / `writable` are those of the new connection (get them again after a resume).
+ */
+export interface Session {
+  /** Who dialed the connection that created the session. */
+  readonly direction: "incoming" | "outgoing";
+  /** The peer's node id. */
+  readonly peerNodeId: number;
+  /** This side's virtual id (SessionVirtualId). */
+  readonly selfVirtualId: ActorId;
+  /** The peer's virtual id (RemoteSessionVirtualId). */
+  readonly peerVirtualId: ActorId;
+  /** The peer's NextPacket from its initial packet in the last handshake. */
+  readonly nextPacketFromPeer: bigint;
+  /** Negotiated parameters. */
+  readonly params: SessionParams;
+  /** The peer's program info (PID, StartTime, Serial) from the new-session handshake. */
+  readonly program: ProgramInfo | null;
+  /** Bytes from the peer on the current connection (TLS plaintext when encryption is on). */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer on the current connection. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** True once the session was closed or replaced by a new one. */
+  readonly closed: boolean;
+  /**
+   * Drops the current connection and runs a continuation handshake on a new one. Resolves
+   * with this session (same virtual ids) on Ack, or with a new session when the peer had
+   * forgotten this one (SESSION_MISMATCH, then a new-session handshake).
+   */
+  resume(): Promise<Session>;
+  /** Closes the connection and forgets the session. */
+  close(): void;
+}
+
+interface SessionHooks {
+  resume(s: SessionImpl): Promise<Session>;
+  forget(s: SessionImpl): void;
+}
+
+class SessionImpl implements Session {
+  #node: SessionHooks;
   #connection: Connection;
   #done: HandshakeDone;
   #closed = false;
 
-  /** @internal */
   constructor(
-    node: InterconnectNode,
+    node: SessionHooks,
     readonly direction: "incoming" | "outgoing",
     connection: Connection,
     done: HandshakeDone,
@@ -179,7 +220,7 @@ export class Session {
    * this one (SESSION_MISMATCH, then a new-session handshake).
    */
   resume(): Promise<Session> {
-    return this.#node.resumeSession(this);
+    return this.#node.resume(this);
   }
 
   /** Closes the connection and forgets the session. */
@@ -187,28 +228,24 @@ export class Session {
     if (this.#closed) return;
     this.#closed = true;
     this.#connection.close();
-    this.#node.forgetSession(this);
+    this.#node.forget(this);
   }
 
-  /** @internal */
   attach(connection: Connection, done: HandshakeDone): void {
     if (connection !== this.#connection) this.#connection.close();
     this.#connection = connection;
     this.#done = { ...done, programInfo: this.#done.programInfo };
   }
 
-  /** @internal */
   detach(): void {
     this.#connection.close();
   }
 
-  /** @internal */
   markClosed(): void {
     this.#closed = true;
     this.#connection.close();
   }
 
-  /** @internal */
   get done(): HandshakeDone {
     return this.#done;
   }
@@ -216,8 +253,9 @@ export class Session {
 
 /** An interconnect node: listener, dialer, per-peer proxies and sessions. */
 export class InterconnectNode implements AsyncDisposable {
+  /** The validated configuration the node runs with. */
   readonly config: NodeConfig;
-  readonly settings: HandshakeSettings;
+  readonly #settings: HandshakeSettings;
   readonly #executor: HandshakeExecutor;
   readonly #nameservice: Nameservice;
   readonly #tls: TlsStarter | undefined;
@@ -236,10 +274,9 @@ export class InterconnectNode implements AsyncDisposable {
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
     const workers = options.workers ?? 4;
-    this.#executor = options.executor ??
-      (workers === false
-        ? new InlineExecutor()
-        : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false }));
+    this.#executor = workers === false
+      ? new InlineExecutor()
+      : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false });
     this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
     this.#tls = config.tls
       ? tlsStarter(
@@ -249,7 +286,7 @@ export class InterconnectNode implements AsyncDisposable {
     this.#backoff = options.backoff ?? {};
     this.#log = getLogger(["ic-handshake", "node"]);
     const self = config.nodes.find((n) => n.nodeId === config.nodeId)!;
-    this.settings = {
+    this.#settings = {
       selfNodeId: config.nodeId,
       selfHostName: self.host,
       programPid: options.program?.pid ?? BigInt(Deno.pid),
@@ -278,6 +315,11 @@ export class InterconnectNode implements AsyncDisposable {
     const node = new InterconnectNode(valid, options);
     if (valid.listen) node.#listen(valid.listen);
     return node;
+  }
+
+  /** Resolves once the handshake workers have started (the pool is warm). */
+  ready(): Promise<void> {
+    return this.#executor.warm();
   }
 
   /** Own node id. */
@@ -328,8 +370,12 @@ export class InterconnectNode implements AsyncDisposable {
     return await waiting;
   }
 
-  /** @internal */
-  async resumeSession(session: Session): Promise<Session> {
+  readonly #sessionHooks: SessionHooks = {
+    resume: (s) => this.#resumeSession(s),
+    forget: (s) => this.#forgetSession(s),
+  };
+
+  async #resumeSession(session: SessionImpl): Promise<Session> {
     if (this.#closing) throw new Error("node is closed");
     const peer = this.#peers.get(session.peerNodeId);
     if (!peer || peer.session !== session) throw new Error("session is no longer current");
@@ -339,8 +385,7 @@ export class InterconnectNode implements AsyncDisposable {
     return await waiting;
   }
 
-  /** @internal */
-  forgetSession(session: Session): void {
+  #forgetSession(session: SessionImpl): void {
     const peer = this.#peers.get(session.peerNodeId);
     if (peer?.session === session) {
       peer.session = undefined;
@@ -371,6 +416,7 @@ export class InterconnectNode implements AsyncDisposable {
     await this.#executor.close();
   }
 
+  /** Same as {@link InterconnectNode.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
@@ -406,8 +452,8 @@ export class InterconnectNode implements AsyncDisposable {
     return p;
   }
 
-  #wait(peer: Peer): Promise<Session> {
-    return new Promise<Session>((resolve, reject) => {
+  #wait(peer: Peer): Promise<SessionImpl> {
+    return new Promise<SessionImpl>((resolve, reject) => {
       const waiter: Waiter = {
         resolve,
         reject,
@@ -415,16 +461,16 @@ export class InterconnectNode implements AsyncDisposable {
         timer: setTimeout(() => {
           peer.waiters = peer.waiters.filter((w) => w !== waiter);
           reject(new HandshakeError("transient", "timed out waiting for a session", peer.nodeId));
-        }, handshakeDeadlineMs(this.settings) + 1000),
+        }, handshakeDeadlineMs(this.#settings) + 1000),
       };
       peer.waiters.push(waiter);
     });
   }
 
-  #settleWaiters(peer: Peer, result: Session | Error): void {
+  #settleWaiters(peer: Peer, result: SessionImpl | Error): void {
     for (const w of peer.waiters.splice(0)) {
       clearTimeout(w.timer);
-      if (result instanceof Session) w.resolve(result);
+      if (result instanceof SessionImpl) w.resolve(result);
       else w.reject(result);
     }
   }
@@ -495,7 +541,7 @@ export class InterconnectNode implements AsyncDisposable {
     const started = performance.now();
     try {
       const outcome = await this.#executor.incoming(
-        this.settings,
+        this.#settings,
         this.#env(handle),
         connection,
         { signal: handle.abort.signal },
@@ -532,7 +578,7 @@ export class InterconnectNode implements AsyncDisposable {
     this.#track((async () => {
       try {
         const outcome = await this.#executor.outgoing(
-          this.settings,
+          this.#settings,
           this.#env(handle),
           params,
           { signal: handle.abort.signal },
@@ -584,7 +630,7 @@ export class InterconnectNode implements AsyncDisposable {
     switch (step.kind) {
       case "session_created": {
         const previous = peer.session;
-        const session = new Session(this, handle.direction, connection!, done!);
+        const session = new SessionImpl(this.#sessionHooks, handle.direction, connection!, done!);
         if (previous && previous !== session) previous.markClosed();
         peer.session = session;
         peer.lastError = undefined;
@@ -595,6 +641,7 @@ export class InterconnectNode implements AsyncDisposable {
           continuation: false,
           durationMs,
           session,
+          program: done!.programInfo,
         });
         for (const l of this.#sessionListeners) l(session);
         this.#settleWaiters(peer, session);
@@ -611,6 +658,7 @@ export class InterconnectNode implements AsyncDisposable {
           continuation: true,
           durationMs,
           session,
+          program: null,
         });
         this.#settleWaiters(peer, session);
         return;

@@ -17,7 +17,9 @@ export type WireErrorCode =
 
 /** A decode or encode failure with a stable {@link WireErrorCode}. */
 export class WireError extends Error {
+  /** Always `"WireError"`. */
   override name = "WireError";
+  /** A failure of kind `code`, described by `message`. */
   constructor(readonly code: WireErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
   }

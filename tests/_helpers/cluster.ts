@@ -25,12 +25,15 @@ export function freePorts(n: number): number[] {
   return ports;
 }
 
-/** Starts nodes `ids` on loopback with a shared table; `extra(id)` adds config keys. */
-export function startCluster(
+/**
+ * Starts nodes `ids` on loopback with a shared table; `extra(id)` adds config keys. Each node
+ * gets 2 handshake workers unless `options` says otherwise, and is warm when this resolves.
+ */
+export async function startCluster(
   ids: number[],
   extra: (id: number) => Partial<NodeConfig> = () => ({}),
   options: NodeOptions = {},
-): InterconnectNode[] {
+): Promise<InterconnectNode[]> {
   const ports = freePorts(ids.length);
   const nodes = ids.map((id, i) => ({
     nodeId: id,
@@ -38,14 +41,16 @@ export function startCluster(
     port: ports[i],
     address: "127.0.0.1",
   }));
-  return ids.map((id, i) =>
+  const started = ids.map((id, i) =>
     InterconnectNode.start({
       nodeId: id,
       listen: { host: "127.0.0.1", port: ports[i] },
       nodes,
       ...extra(id),
-    }, options)
+    }, { workers: 2, ...options })
   );
+  await Promise.all(started.map((n) => n.ready()));
+  return started;
 }
 
 /** Reads from a session until `n` characters arrived (or the stream ended). */
