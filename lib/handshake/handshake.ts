@@ -255,9 +255,8 @@ class HandshakeActor {
           props,
         );
       }
-    } else if (cls === "permanent") {
-      this.log.info(this.#prefix(`ICH03 handshake failed, explanation# ${message}`), props);
     } else {
+      // YDB logs NOTICE for PERMANENT and INFO otherwise; LogTape has no NOTICE, both are info.
       this.log.info(this.#prefix(`ICH03 handshake failed, explanation# ${message}`), props);
     }
     throw new HandshakeFailedError({
@@ -323,6 +322,38 @@ class HandshakeActor {
   async sendRequest(t: HandshakeTransport, request: HandshakeRequest, what: string) {
     this.debug("ICH07", `SendExBlock ${what} ${textFormat(request)}`);
     await this.send(t, encodeExBlock(encodeHandshakeRequest(request)), `Send${what}`);
+  }
+
+  /**
+   * Receives one ExBlock and decodes it with `decode`; a payload that does not parse (a
+   * missing required field included) fails PERMANENT with `incorrect`, as C++'s
+   * ParseFromString does. Logs the ICH07 dump.
+   */
+  async receiveMessage<T extends object>(
+    t: HandshakeTransport,
+    what: string,
+    decode: (payload: Uint8Array) => T,
+    incorrect: string,
+  ): Promise<T> {
+    const payload = await this.receiveExBlock(t, what);
+    let message: T;
+    try {
+      message = decode(payload);
+    } catch (e) {
+      if (e instanceof WireError) this.fail("permanent", incorrect);
+      throw e;
+    }
+    this.debug("ICH07", `ReceiveExBlock ${what} ${textFormat(message)}`);
+    return message;
+  }
+
+  /** The all-zero initial packet: a new-session answer or a continuation reject. */
+  async sendZeroInitialPacket(t: HandshakeTransport): Promise<void> {
+    await this.sendInitialPacket(t, {
+      selfVirtualId: ActorId.EMPTY,
+      peerVirtualId: ActorId.EMPTY,
+      nextPacket: 0n,
+    });
   }
 
   async sendReply(t: HandshakeTransport, reply: HandshakeReply, what: string): Promise<void> {
@@ -453,14 +484,12 @@ class HandshakeActor {
     } else {
       const request = this.buildRequest(p);
       await this.sendRequest(t, request, "ExRequest");
-      let reply: HandshakeReply;
-      try {
-        reply = decodeHandshakeReply(await this.receiveExBlock(t, "ExReply"));
-      } catch (e) {
-        if (e instanceof WireError) this.fail("permanent", "Incorrect THandshakeReply");
-        throw e;
-      }
-      this.debug("ICH07", `ReceiveExBlock ExReply ${textFormat(reply)}`);
+      const reply = await this.receiveMessage(
+        t,
+        "ExReply",
+        decodeHandshakeReply,
+        "Incorrect THandshakeReply",
+      );
       if (reply.ErrorExplaination !== undefined) {
         this.fail("permanent", `error from peer: ${reply.ErrorExplaination}`);
       }
@@ -468,7 +497,8 @@ class HandshakeActor {
       if (success === undefined) this.fail("permanent", "empty reply");
       const uuidError = checkClusterUUID(this.settings, success.ClusterUUIDs);
       if (uuidError) this.fail("permanent", uuidError);
-      this.checkVersion(success);
+      const versionError = this.checkVersion(success);
+      if (versionError) this.fail("permanent", versionError);
       peerVirtualId = ActorId.parse(success.SenderActorId ?? "").id;
       if (peerVirtualId.isEmpty) {
         // Deviation (README): C++ would assert later on an empty id; refuse it here instead.
@@ -539,14 +569,16 @@ class HandshakeActor {
     return request;
   }
 
-  checkVersion(peer: { VersionTag?: string; AcceptedVersionTags?: string[] }): void {
+  /** The version-tag check (spec 4.3): the explanation on failure; ICH06 when the peer has none. */
+  checkVersion(peer: { VersionTag?: string; AcceptedVersionTags?: string[] }): string | undefined {
     const verdict = checkVersionTag(this.settings, peer);
-    if (!verdict.ok) this.fail("permanent", verdict.explanation);
+    if (!verdict.ok) return verdict.explanation;
     if (verdict.peerReportedNoTag) {
       this.log.warn(this.#prefix("ICH06 peer did not report VersionTag, accepting by default"), {
         peerNodeId: this.peerNodeId,
       });
     }
+    return undefined;
   }
 
   // ---------------------------------------------------------------------------------------
@@ -578,11 +610,7 @@ class HandshakeActor {
       this.log.info(this.#prefix("ICH08 continuation request rejected by proxy (Nak)"), {
         peerNodeId: this.peerNodeId,
       });
-      await this.sendInitialPacket(t, {
-        selfVirtualId: ActorId.EMPTY,
-        peerVirtualId: ActorId.EMPTY,
-        nextPacket: 0n,
-      });
+      await this.sendZeroInitialPacket(t);
       throw new HandshakeEndedSilently("continuation rejected (Nak)");
     }
     await this.sendInitialPacket(t, {
@@ -612,19 +640,13 @@ class HandshakeActor {
     t: HandshakeTransport,
     packet: InitialPacket,
   ): Promise<HandshakeOutcome> {
-    await this.sendInitialPacket(t, {
-      selfVirtualId: ActorId.EMPTY,
-      peerVirtualId: ActorId.EMPTY,
-      nextPacket: 0n,
-    });
-    let request: HandshakeRequest;
-    try {
-      request = decodeHandshakeRequest(await this.receiveExBlock(t, "ExRequest"));
-    } catch (e) {
-      if (e instanceof WireError) this.fail("permanent", "Incorrect THandshakeRequest");
-      throw e;
-    }
-    this.debug("ICH07", `ReceiveExBlock ExRequest ${textFormat(request)}`);
+    await this.sendZeroInitialPacket(t);
+    const request = await this.receiveMessage(
+      t,
+      "ExRequest",
+      decodeHandshakeRequest,
+      "Incorrect THandshakeRequest",
+    );
 
     const generateError = async (explanation: string): Promise<never> => {
       await this.sendReply(t, { ErrorExplaination: explanation }, "ExReply");
@@ -662,13 +684,8 @@ class HandshakeActor {
         `ReceiverHostName# ${request.ReceiverHostName ?? ""} mismatch, expected# ${s.selfHostName}`,
       );
     }
-    const version = checkVersionTag(s, request);
-    if (!version.ok) await generateError(version.explanation);
-    if (version.ok && version.peerReportedNoTag) {
-      this.log.warn(this.#prefix("ICH06 peer did not report VersionTag, accepting by default"), {
-        peerNodeId: this.peerNodeId,
-      });
-    }
+    const versionError = this.checkVersion(request);
+    if (versionError) await generateError(versionError);
     this.state = "GetPeerNodeInfo";
     const peerInfo = await this.env.nodeInfo(this.peerNodeId);
     if (!peerInfo) {
@@ -769,13 +786,12 @@ class HandshakeActor {
         DoCheckCookie: true,
       };
       await this.sendRequest(sub, request, "ExBlockDoCheckCookie");
-      let reply: HandshakeReply;
-      try {
-        reply = decodeHandshakeReply(await this.receiveExBlock(sub, "ExBlockDoCheckCookie"));
-      } catch (e) {
-        if (e instanceof WireError) this.fail("permanent", "Incorrect packet from peer");
-        throw e;
-      }
+      const reply = await this.receiveMessage(
+        sub,
+        "ExBlockDoCheckCookie",
+        decodeHandshakeReply,
+        "Incorrect packet from peer",
+      );
       if (reply.CookieCheckResult === false) {
         this.fail("permanent", "Cookie check error -- possible network problem");
       }
