@@ -18,7 +18,12 @@ import { renderTable, runDemo } from "./lib/cli/demo.ts";
 import { handshakeLine, listeningLine } from "./lib/cli/lines.ts";
 import { LOG_LEVELS, setupLogging } from "./lib/cli/logging.ts";
 import { ConfigError, type NodeConfig } from "./lib/node/config.ts";
-import { type HandshakeEvent, InterconnectNode, type Session } from "./lib/node/node.ts";
+import {
+  HandshakeError,
+  type HandshakeEvent,
+  InterconnectNode,
+  type Session,
+} from "./lib/node/node.ts";
 import { TlsError } from "./lib/tls/errors.ts";
 
 const HELP: Record<string, string> = {
@@ -105,10 +110,26 @@ function humanLine(e: HandshakeEvent): string {
   } ms)`;
 }
 
-async function startNode(configPath: string | undefined): Promise<InterconnectNode> {
+function loadConfig(configPath: string | undefined): Promise<NodeConfig> {
   if (!configPath) throw new UsageError("--config FILE is required");
-  const config: NodeConfig = await loadConfigFile(configPath);
-  const node = InterconnectNode.start(config);
+  return loadConfigFile(configPath);
+}
+
+async function startNode(config: NodeConfig): Promise<InterconnectNode> {
+  let node: InterconnectNode;
+  try {
+    node = InterconnectNode.start(config);
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof TlsError || !config.listen) throw e;
+    // Binding failed (address in use, unknown host, no such interface): a config problem.
+    const { host, port } = config.listen;
+    throw new ConfigError(
+      "listen",
+      `cannot listen on ${JSON.stringify(host)} port ${port}: ${
+        e instanceof Error ? e.message : e
+      }`,
+    );
+  }
   await node.ready();
   return node;
 }
@@ -116,27 +137,33 @@ async function startNode(configPath: string | undefined): Promise<InterconnectNo
 async function listen(args: string[]): Promise<number> {
   const o = parse("listen", args);
   if (o.help) return help("listen");
-  await setupLogging(logLevel(o["log-level"]!));
-  const node = await startNode(o.config);
-  const addr = node.listenAddress;
-  if (!addr) {
-    await node.close();
-    throw new ConfigError("listen", "is required for the listen command");
-  }
-  node.onHandshake((e) => console.log(o.json ? handshakeLine(e) : humanLine(e)));
-  console.log(
-    o.json
-      ? listeningLine(node.nodeId, addr.hostname, addr.port)
-      : `node ${node.nodeId} listening on ${addr.hostname}:${addr.port}`,
-  );
+  const level = logLevel(o["log-level"]!);
+  const config = await loadConfig(o.config);
+  if (!config.listen) throw new ConfigError("listen", "is required for the listen command");
+  await setupLogging(level);
+  // Catch the signals before "listening" is printed: a supervisor may stop us right after it.
   const stop = Promise.withResolvers<void>();
   const onSignal = () => stop.resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  await stop.promise;
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  await node.close();
+  try {
+    const node = await startNode(config);
+    try {
+      const addr = node.listenAddress!;
+      node.onHandshake((e) => console.log(o.json ? handshakeLine(e) : humanLine(e)));
+      console.log(
+        o.json
+          ? listeningLine(node.nodeId, addr.hostname, addr.port)
+          : `node ${node.nodeId} listening on ${addr.hostname}:${addr.port}`,
+      );
+      await stop.promise;
+    } finally {
+      await node.close();
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+    Deno.removeSignalListener("SIGTERM", onSignal);
+  }
   return 0;
 }
 
@@ -148,20 +175,21 @@ async function connect(args: string[]): Promise<number> {
     throw new UsageError(`--peer: ${JSON.stringify(o.peer ?? "")} is not a node id`);
   }
   const peer = Number(o.peer);
+  const config = await loadConfig(o.config);
+  if (peer === config.nodeId || !config.nodes.some((n) => n.nodeId === peer)) {
+    throw new UsageError(
+      `--peer: ${o.peer} is ${peer === config.nodeId ? "this node" : "not in the config's nodes"}`,
+    );
+  }
   await setupLogging(level);
-  const node = await startNode(o.config);
+  const node = await startNode(config);
   try {
-    if (peer === node.nodeId || !node.config.nodes.some((n) => n.nodeId === peer)) {
-      throw new UsageError(
-        `--peer: ${peer} is ${peer === node.nodeId ? "this node" : "not in the config's nodes"}`,
-      );
-    }
     const print = (e: HandshakeEvent) => console.log(o.json ? handshakeLine(e) : humanLine(e));
-    const first = await oneHandshake(node, peer, () => node.connect(peer));
+    const first = await oneHandshake(node, peer, false, () => node.connect(peer));
     print(first.event);
     if (!first.event.ok || !first.session) return 1;
     if (!o.resume) return 0;
-    const second = await oneHandshake(node, peer, () => first.session!.resume());
+    const second = await oneHandshake(node, peer, true, () => first.session!.resume());
     print(second.event);
     return second.event.ok && second.event.continuation ? 0 : 1;
   } finally {
@@ -169,27 +197,59 @@ async function connect(args: string[]): Promise<number> {
   }
 }
 
-/** Runs `start` and returns the event of the first outgoing handshake it caused. */
+/**
+ * Runs `start` and returns the event of the first outgoing handshake it caused. The node
+ * announces a handshake before it settles the caller's promise; when `start` settles without
+ * any announcement (it failed before dialing, or a queued request expired), the event is made
+ * from its result so that the caller never waits for an event that will not come.
+ */
 async function oneHandshake(
   node: InterconnectNode,
   peer: number,
+  continuation: boolean,
   start: () => Promise<Session>,
 ): Promise<{ event: HandshakeEvent; session?: Session }> {
-  const event = new Promise<HandshakeEvent>((resolve) => {
-    const off = node.onHandshake((e) => {
-      if (e.direction === "outgoing" && e.peerNodeId === peer) {
-        off();
-        resolve(e);
-      }
-    });
+  let event: HandshakeEvent | undefined;
+  const off = node.onHandshake((e) => {
+    if (!event && e.direction === "outgoing" && e.peerNodeId === peer) event = e;
   });
+  const started = performance.now();
   let session: Session | undefined;
+  let error: unknown;
   try {
     session = await start();
-  } catch {
-    // The failure is in the event.
+  } catch (e) {
+    error = e;
+  } finally {
+    off();
   }
-  return { event: await event, session };
+  const durationMs = performance.now() - started;
+  if (!event) {
+    event = session
+      ? {
+        direction: "outgoing",
+        ok: true,
+        peerNodeId: peer,
+        continuation,
+        durationMs,
+        session,
+        program: continuation ? null : session.program,
+      }
+      : {
+        direction: "outgoing",
+        ok: false,
+        peerNodeId: peer,
+        continuation,
+        durationMs,
+        failure: error instanceof HandshakeError ? error.failure : "transient",
+        explanation: error instanceof HandshakeError
+          ? error.explanation
+          : error instanceof Error
+          ? error.message
+          : String(error),
+      };
+  }
+  return { event, session };
 }
 
 async function demo(args: string[]): Promise<number> {
@@ -204,6 +264,11 @@ async function demo(args: string[]): Promise<number> {
 function help(command: string): number {
   console.log(HELP[command]);
   return 0;
+}
+
+/** The contract is one line on stderr: line breaks inside a message are shown escaped. */
+function oneLine(message: string): string {
+  return message.replace(/\r?\n|\r/g, "\\n");
 }
 
 /** Runs the CLI with `args`; resolves with the exit code. */
@@ -227,11 +292,11 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError) {
-      console.error(`error: ${e.message}`);
+      console.error(`error: ${oneLine(e.message)}`);
       return 2;
     }
     if (e instanceof TlsError && e.code === "bad_credentials") {
-      console.error(`error: tls: ${e.message}`);
+      console.error(`error: tls: ${oneLine(e.message)}`);
       return 2;
     }
     throw e;

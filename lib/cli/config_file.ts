@@ -4,13 +4,11 @@
  * {@link ConfigError} that names the key and the value.
  * @module
  */
+import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 import { ConfigError, type NodeConfig, validateConfig } from "../node/config.ts";
 
-const PEM_LABELS: Record<string, RegExp> = {
-  cert: /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/,
-  key: /-----BEGIN ((RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]+?-----END \1-----/,
-  ca: /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/,
-};
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+const PEM_KEY = /-----BEGIN ((RSA |EC |ENCRYPTED )?PRIVATE KEY)-----[\s\S]+?-----END \1-----/;
 
 /** Reads and validates a config file. */
 export async function loadConfigFile(path: string): Promise<NodeConfig> {
@@ -31,10 +29,30 @@ export async function loadConfigFile(path: string): Promise<NodeConfig> {
     const tls = obj.tls;
     if (typeof tls === "object" && tls !== null && !Array.isArray(tls)) {
       const t = { ...(tls as Record<string, unknown>) };
-      for (const k of ["cert", "key", "ca"]) {
-        const v = t[k];
-        if (typeof v !== "string") continue; // validateConfig names the bad type
-        t[k] = await readPem(`tls.${k}`, resolveRelative(path, v), PEM_LABELS[k], v);
+      const { cert, key, ca } = t;
+      // A wrong type is left to validateConfig, which names it.
+      if (typeof cert === "string") t.cert = await readCertificates("tls.cert", path, cert);
+      if (typeof ca === "string") t.ca = await readCertificates("tls.ca", path, ca);
+      if (typeof key === "string") {
+        const pem = await readPemFile("tls.key", path, key);
+        const block = PEM_KEY.exec(pem)?.[0];
+        if (!block) throw noPem("tls.key", key, "private key");
+        let privateKey: KeyObject;
+        try {
+          privateKey = createPrivateKey(block);
+        } catch (e) {
+          throw new ConfigError("tls.key", `${JSON.stringify(key)}: ${oneLine(errorText(e))}`);
+        }
+        if (typeof cert === "string") {
+          const leaf = new X509Certificate(firstCertificate(t.cert as string));
+          if (!leaf.checkPrivateKey(privateKey)) {
+            throw new ConfigError(
+              "tls.key",
+              `${JSON.stringify(key)} does not match the certificate in ${JSON.stringify(cert)}`,
+            );
+          }
+        }
+        t.key = pem;
       }
       obj.tls = t;
     }
@@ -48,20 +66,43 @@ function resolveRelative(configPath: string, p: string): string {
   return `${dir}/${p}`;
 }
 
-async function readPem(key: string, path: string, pattern: RegExp, given: string): Promise<string> {
-  let text: string;
+async function readPemFile(key: string, configPath: string, given: string): Promise<string> {
   try {
-    text = await Deno.readTextFile(path);
+    return await Deno.readTextFile(resolveRelative(configPath, given));
   } catch (e) {
-    throw new ConfigError(key, `cannot read ${JSON.stringify(given)}: ${errorText(e)}`);
+    throw new ConfigError(key, `cannot read ${JSON.stringify(given)}: ${oneLine(errorText(e))}`);
   }
-  if (!pattern.test(text)) {
-    throw new ConfigError(
-      key,
-      `${JSON.stringify(given)} holds no valid PEM block of the right kind`,
-    );
-  }
-  return text;
+}
+
+/** Reads a file of PEM certificates and checks that every one of them parses. */
+async function readCertificates(key: string, configPath: string, given: string): Promise<string> {
+  const pem = await readPemFile(key, configPath, given);
+  const blocks = pem.match(PEM_CERT) ?? [];
+  if (blocks.length === 0) throw noPem(key, given, "certificate");
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch (e) {
+      const which = blocks.length > 1 ? ` (certificate ${i + 1})` : "";
+      throw new ConfigError(
+        key,
+        `${JSON.stringify(given)}${which} does not parse: ${oneLine(errorText(e))}`,
+      );
+    }
+  });
+  return pem;
+}
+
+function firstCertificate(pem: string): string {
+  return pem.match(PEM_CERT)![0];
+}
+
+function noPem(key: string, given: string, kind: string): ConfigError {
+  return new ConfigError(key, `${JSON.stringify(given)} holds no PEM ${kind}`);
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*[\r\n]+\s*/g, " ").trim();
 }
 
 function errorText(e: unknown): string {

@@ -89,13 +89,24 @@ const TOP_KEYS = new Set([
 ]);
 const U64_MAX = (1n << 64n) - 1n;
 
+const SHOW_MAX = 120;
+
+/** A value as it appears in an error message: JSON, on one line, cut after SHOW_MAX chars. */
 function show(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v);
+  let text: string;
   try {
-    return JSON.stringify(v) ?? String(v);
+    text = JSON.stringify(v) ?? String(v);
   } catch {
-    return String(v);
+    text = String(v);
   }
+  text = text.replace(/[\r\n]/g, (c) => (c === "\n" ? "\\n" : "\\r"));
+  return text.length > SHOW_MAX ? `${text.slice(0, SHOW_MAX)}...` : text;
+}
+
+/** A key of a config object as part of a key path: bare when it is an identifier. */
+function keyPath(parent: string, k: string): string {
+  const name = /^[A-Za-z_$][\w$]*$/.test(k) ? k : show(k);
+  return parent ? `${parent}.${name}` : name;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -104,7 +115,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function onlyKeys(key: string, obj: Record<string, unknown>, allowed: Set<string>): void {
   for (const k of Object.keys(obj)) {
-    if (!allowed.has(k)) throw new ConfigError(key ? `${key}.${k}` : k, "unknown key");
+    if (!allowed.has(k)) {
+      throw new ConfigError(keyPath(key, k), `unknown key (its value is ${show(obj[k])})`);
+    }
   }
 }
 
