@@ -25,8 +25,10 @@
  * @module
  */
 export {
+  type DirectionCounts,
   HandshakeError,
   type HandshakeEvent,
+  type HandshakeLoad,
   InterconnectNode,
   type NodeOptions,
   type Session,

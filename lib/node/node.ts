@@ -24,10 +24,22 @@ import { VirtualIdAllocator } from "../proxy/virtual_id.ts";
 import type { BackoffOptions } from "../proxy/backoff.ts";
 import { type NodeConfig, validateConfig } from "./config.ts";
 import { Connection } from "./connection.ts";
-import { type HandshakeExecutor, InlineExecutor, WorkerExecutor } from "./executor.ts";
+import {
+  DEFAULT_MAX_QUEUED_HANDSHAKES,
+  type DirectionCounts,
+  type HandshakeExecutor,
+  InlineExecutor,
+  WorkerExecutor,
+} from "./executor.ts";
+import { addressLabel, admit, dismiss } from "./admission.ts";
 import { tlsStarter } from "./tls_starter.ts";
 import { createTlsContext } from "../tls/mod.ts";
 import { type Nameservice, StaticNameservice } from "./nameservice.ts";
+
+export type { DirectionCounts } from "./executor.ts";
+
+/** Pause of the accept loop after an accept error (EMFILE and the like). */
+const ACCEPT_RETRY_MS = 100;
 
 /** How a handshake ended, as announced to listeners. */
 export type HandshakeEvent =
@@ -69,11 +81,19 @@ export class HandshakeError extends Error {
 /** Runtime options of a node that are not part of the config file. */
 export interface NodeOptions {
   /**
-   * Handshake workers: the size of the warm pool, which also bounds concurrent outgoing (and,
-   * separately, incoming) handshakes; excess handshakes wait in order. `false` runs handshakes
-   * in the calling isolate instead. Default 4.
+   * Handshake workers: the size of the warm pool, which is also the most handshakes of each
+   * direction that run at once (outgoing and incoming apart); excess handshakes wait in order,
+   * up to {@link NodeOptions.maxQueuedHandshakes}. `false` runs handshakes in the calling
+   * isolate instead, at most 16 at once per direction. Default 4.
    */
   workers?: number | false;
+  /**
+   * The most handshakes of each direction that wait for a slot. Beyond it an accepted
+   * connection is closed at once (failure event TRANSIENT "too many queued handshakes (N)")
+   * and {@link InterconnectNode.connect} rejects with a {@link HandshakeError} of that class
+   * and explanation. 0 means no waiting at all. Default 256.
+   */
+  maxQueuedHandshakes?: number;
   /**
    * Run workers in Deno's permission sandbox. Needs `--unstable-worker-options` on the command
    * line (without it Deno exits the process). Default false.
@@ -85,6 +105,25 @@ export interface NodeOptions {
   backoff?: BackoffOptions;
   /** Own ProgramPID / ProgramStartTime; default: the process id and start time. */
   program?: { pid: bigint; startTime: bigint };
+}
+
+/**
+ * What a node's handshakes are doing now (see {@link InterconnectNode.handshakeLoad}). The
+ * bounds: `running` never exceeds the slots per direction, `queued` never exceeds
+ * `maxQueuedHandshakes` per direction, and every accepted connection, whatever its stage, is
+ * closed by the handshake deadline counted from its accept.
+ */
+export interface HandshakeLoad {
+  /** Accepted connections whose initial packet is being read or that are being refused. */
+  readonly admitting: number;
+  /** Handshakes holding a slot, per direction. */
+  readonly running: DirectionCounts;
+  /** Handshakes waiting for a slot, per direction. */
+  readonly queued: DirectionCounts;
+  /** The slots per direction (the worker pool's sizes). */
+  readonly slots: DirectionCounts;
+  /** The queue bound per direction. */
+  readonly maxQueued: number;
 }
 
 interface Waiter {
@@ -251,7 +290,32 @@ class SessionImpl implements Session {
   }
 }
 
-/** An interconnect node: listener, dialer, per-peer proxies and sessions. */
+/**
+ * An interconnect node: listener, dialer, per-peer proxies and sessions.
+ *
+ * Resource bounds (see {@link InterconnectNode.handshakeLoad} for the live figures):
+ *
+ * - **Admission.** An accepted connection first has its 52-byte initial packet read into a
+ *   52-byte buffer in this isolate, judged (CRC, version, node id 0) and its sender looked up
+ *   in the nameservice; a failure is reported and the socket closed without using a worker or
+ *   a queue place. A sender outside the node table gets the error reply "Peer node not
+ *   registered in nameservice" at once (see `admission.ts` for this deviation from YDB's order).
+ * - **Concurrency.** At most `workers` handshakes run at once per direction (incoming and
+ *   outgoing apart); 16 per direction with `workers: false`.
+ * - **Queue.** At most `maxQueuedHandshakes` (default 256) more wait per direction, in order;
+ *   beyond it an accepted connection is closed at once (failure event TRANSIENT "too many
+ *   queued handshakes (N)") and `connect()` rejects with a {@link HandshakeError} saying so. A
+ *   queued handshake holds only its socket: nothing is read from it until it runs.
+ * - **Deadline.** Every handshake ends by `handshakeTimeoutMs` + 2 s (3 s by default), counted
+ *   from the accept (incoming) or the dial (outgoing), admission and queue included; a
+ *   handshake still queued then fails TRANSIENT "Handshake timed out, State# Queued".
+ * - **Memory per handshake.** The largest read is one ExBlock: an 8-byte header whose size is
+ *   checked against 1 MiB before anything is read for the payload, then at most 1 MiB, which
+ *   the reader collects from the socket's chunks as they arrive (nothing is allocated up front
+ *   for an announced size). TLS records are at most 18 KiB. So a running handshake holds a few
+ *   MiB at most (the payload's chunks, their contiguous copy, the decoded message) besides its
+ *   worker, and only running handshakes read anything.
+ */
 export class InterconnectNode implements AsyncDisposable {
   /** The validated configuration the node runs with. */
   readonly config: NodeConfig;
@@ -264,6 +328,10 @@ export class InterconnectNode implements AsyncDisposable {
   readonly #connections = new Set<Connection>();
   readonly #handles = new Set<Handle>();
   readonly #running = new Set<Promise<unknown>>();
+  /** Accepted sockets in admission (before a Connection wraps them). */
+  readonly #admitting = new Set<Deno.TcpConn>();
+  /** Aborted by close(): ends the accept loop's back-off pause. */
+  readonly #stop = new AbortController();
   readonly #sessionListeners = new Set<(s: Session) => void>();
   readonly #handshakeListeners = new Set<(e: HandshakeEvent) => void>();
   readonly #backoff: BackoffOptions;
@@ -274,9 +342,13 @@ export class InterconnectNode implements AsyncDisposable {
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
     const workers = options.workers ?? 4;
+    const maxQueued = options.maxQueuedHandshakes ?? DEFAULT_MAX_QUEUED_HANDSHAKES;
+    if (!Number.isInteger(maxQueued) || maxQueued < 0) {
+      throw new RangeError(`maxQueuedHandshakes# ${maxQueued} is not an integer >= 0`);
+    }
     this.#executor = workers === false
-      ? new InlineExecutor()
-      : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false });
+      ? new InlineExecutor({ maxQueued })
+      : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false, maxQueued });
     this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
     this.#tls = config.tls
       ? tlsStarter(
@@ -320,6 +392,21 @@ export class InterconnectNode implements AsyncDisposable {
   /** Resolves once the handshake workers have started (the pool is warm). */
   ready(): Promise<void> {
     return this.#executor.warm();
+  }
+
+  /**
+   * What the node's handshakes are doing now: connections in admission, handshakes running and
+   * queued per direction, and the bounds they run under.
+   */
+  get handshakeLoad(): HandshakeLoad {
+    const load = this.#executor.load;
+    return {
+      admitting: this.#admitting.size,
+      running: load.running,
+      queued: load.queued,
+      slots: this.#executor.concurrency,
+      maxQueued: this.#executor.maxQueued,
+    };
   }
 
   /** Own node id. */
@@ -397,10 +484,18 @@ export class InterconnectNode implements AsyncDisposable {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
+    this.#stop.abort();
     try {
       this.#listener?.close();
     } catch {
       // already closed
+    }
+    for (const conn of this.#admitting) {
+      try {
+        conn.close();
+      } catch {
+        // already closed
+      }
     }
     for (const h of this.#handles) h.poison();
     for (const peer of this.#peers.values()) {
@@ -485,7 +580,10 @@ export class InterconnectNode implements AsyncDisposable {
           conn = await listener.accept();
         } catch (e) {
           if (this.#closing) return;
+          // E.g. EMFILE: the pending connection stays in the backlog, so retrying at once would
+          // spin. YDB re-binds after 1 s (ICL06); a short pause is enough here.
           this.#log.warn("ICL06 accept failed: {error}", { error: String(e) });
+          await this.#pause(ACCEPT_RETRY_MS);
           continue;
         }
         if (this.#closing) {
@@ -495,6 +593,21 @@ export class InterconnectNode implements AsyncDisposable {
         this.#track(this.#incoming(conn));
       }
     })());
+  }
+
+  /** Waits `ms`, or less when the node closes. */
+  #pause(ms: number): Promise<void> {
+    const signal = this.#stop.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+    });
   }
 
   #connection(conn: Deno.TcpConn): Connection {
@@ -534,21 +647,71 @@ export class InterconnectNode implements AsyncDisposable {
     };
   }
 
+  /**
+   * An accepted connection: admission (the initial packet, read and judged here), then a place
+   * in the incoming queue, then the handshake; all by one deadline counted from the accept.
+   */
   async #incoming(conn: Deno.TcpConn): Promise<void> {
-    const connection = this.#connection(conn);
-    const handle = new Handle("incoming", false);
-    this.#handles.add(handle);
     const started = performance.now();
+    const deadlineAt = started + handshakeDeadlineMs(this.#settings);
+    const handle = new Handle("incoming", false);
+    let peerAddress = "<unknown>";
     try {
-      const outcome = await this.#executor.incoming(
-        this.#settings,
-        this.#env(handle),
-        connection,
-        { signal: handle.abort.signal },
-      );
-      this.#outcome(handle, outcome, started, connection);
+      peerAddress = addressLabel(conn.remoteAddr);
+    } catch {
+      // keep the placeholder
+    }
+    this.#admitting.add(conn);
+    try {
+      const admission = await admit(conn, peerAddress, {
+        deadlineAt,
+        nodeInfo: (nodeId) => this.#nameservice.nodeInfo(nodeId),
+        closing: () => this.#closing,
+      });
+      if (admission.kind !== "admitted") {
+        if (admission.kind === "rejected" && !this.#closing) {
+          this.#failed(
+            handle,
+            admission.peerNodeId,
+            admission.failure,
+            performance.now() - started,
+          );
+        }
+        const reply = admission.kind === "closed" || this.#closing ? undefined : admission.reply;
+        await dismiss(conn, reply, deadlineAt);
+        return;
+      }
+      if (this.#closing) {
+        await dismiss(conn, undefined, deadlineAt);
+        return;
+      }
+      this.#admitting.delete(conn);
+      const connection = this.#connection(conn);
+      // The handshake reads the initial packet again, from the reader, as if never taken.
+      connection.reader.unread(admission.bytes);
+      this.#handles.add(handle);
+      try {
+        const outcome = await this.#executor.incoming(
+          this.#settings,
+          this.#env(handle),
+          connection,
+          {
+            signal: handle.abort.signal,
+            deadlineAt,
+            peerNodeId: admission.packet.selfVirtualId.nodeId,
+          },
+        );
+        // The coordinator-side failures of a worker (deadline) may not know the peer's id yet;
+        // admission read it from the initial packet.
+        const known = outcome.kind === "failed" && outcome.peerNodeId === 0
+          ? { ...outcome, peerNodeId: admission.packet.selfVirtualId.nodeId }
+          : outcome;
+        this.#outcome(handle, known, started, connection);
+      } finally {
+        this.#handles.delete(handle);
+      }
     } finally {
-      this.#handles.delete(handle);
+      this.#admitting.delete(conn);
     }
   }
 
@@ -581,7 +744,10 @@ export class InterconnectNode implements AsyncDisposable {
           this.#settings,
           this.#env(handle),
           params,
-          { signal: handle.abort.signal },
+          {
+            signal: handle.abort.signal,
+            deadlineAt: started + handshakeDeadlineMs(this.#settings),
+          },
         );
         this.#outcome(handle, outcome, started, undefined);
       } finally {
