@@ -49,6 +49,11 @@ export interface ExecuteOptions {
   readonly deadlineAt?: number;
   /** The peer's node id when the caller knows it (incoming: from the initial packet). */
   readonly peerNodeId?: number;
+  /**
+   * Called when the handshake leaves the queue and is about to run; returning false ends it
+   * silently instead (the caller no longer needs it).
+   */
+  readonly onStart?: () => boolean;
 }
 
 /** Handshakes of one direction. */
@@ -166,6 +171,7 @@ export class SlotLimiter {
     try {
       const left = Math.floor(deadlineAt - performance.now());
       if (left < 1) return this.#refuse(s, "expired");
+      if (s.options.onStart && !s.options.onStart()) return this.#refuse(s, "poisoned");
       return await start(left);
     } finally {
       this.#release(s.direction);

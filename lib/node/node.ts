@@ -346,15 +346,16 @@ export class InterconnectNode implements AsyncDisposable {
     if (!Number.isInteger(maxQueued) || maxQueued < 0) {
       throw new RangeError(`maxQueuedHandshakes# ${maxQueued} is not an integer >= 0`);
     }
-    this.#executor = workers === false
-      ? new InlineExecutor({ maxQueued })
-      : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false, maxQueued });
+    // Everything that can throw comes before the workers start, so a bad config leaks none.
     this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
     this.#tls = config.tls
       ? tlsStarter(
         createTlsContext({ cert: config.tls.cert, key: config.tls.key, ca: config.tls.ca }),
       )
       : undefined;
+    this.#executor = workers === false
+      ? new InlineExecutor({ maxQueued })
+      : new WorkerExecutor({ size: workers, sandbox: options.workerSandbox ?? false, maxQueued });
     this.#backoff = options.backoff ?? {};
     this.#log = getLogger(["ic-handshake", "node"]);
     const self = config.nodes.find((n) => n.nodeId === config.nodeId)!;
@@ -385,7 +386,15 @@ export class InterconnectNode implements AsyncDisposable {
   static start(config: NodeConfig, options: NodeOptions = {}): InterconnectNode {
     const valid = validateConfig(config);
     const node = new InterconnectNode(valid, options);
-    if (valid.listen) node.#listen(valid.listen);
+    if (valid.listen) {
+      try {
+        node.#listen(valid.listen);
+      } catch (e) {
+        // The port is taken or the host unknown: stop the workers before reporting it.
+        node.close().catch(() => {});
+        throw e;
+      }
+    }
     return node;
   }
 
@@ -720,7 +729,16 @@ export class InterconnectNode implements AsyncDisposable {
     const handle = new Handle("outgoing", s !== undefined);
     peer.outgoing = handle;
     this.#handles.add(handle);
-    peer.proxy.startOutgoing(handle, s === undefined);
+    // The proxy learns of the outgoing handshake only when it leaves the queue: a queued dial
+    // must not make the tie-break hold an incoming answer, or a held answer can occupy the
+    // incoming slot that the peer's own handshake needs, until the deadline.
+    const onStart = () => {
+      if (this.#closing || handle.abort.signal.aborted) return false;
+      // An incoming handshake made (or replaced) the session meanwhile: this dial is moot.
+      if (peer.session && peer.session !== s) return false;
+      peer.proxy.startOutgoing(handle, s === undefined);
+      return true;
+    };
     const params: OutgoingParams = s
       ? {
         peerNodeId: peer.nodeId,
@@ -747,6 +765,7 @@ export class InterconnectNode implements AsyncDisposable {
           {
             signal: handle.abort.signal,
             deadlineAt: started + handshakeDeadlineMs(this.#settings),
+            onStart,
           },
         );
         this.#outcome(handle, outcome, started, undefined);
