@@ -75,3 +75,25 @@ Deno.test("a ClusterUUID mismatch fails PERMANENT and backs off", async () => {
   // In the error state: the next connect fails at once with the same explanation.
   await assert.rejects(a.connect(2), /ClusterUUID# c1 mismatch/);
 });
+
+Deno.test("simultaneous dial on loopback, 10 rounds: one session survives, the one node 1 dialed", async () => {
+  for (let round = 0; round < 10; round++) {
+    const [a, b] = await cluster([1, 2]);
+    try {
+      const [s1, s2] = await Promise.all([a.connect(2), b.connect(1)]);
+      assert.ok(s1.selfVirtualId.equals(s2.peerVirtualId), `round ${round}: ids agree`);
+      assert.ok(s1.peerVirtualId.equals(s2.selfVirtualId), `round ${round}: ids agree`);
+      assert.equal(s1.direction, "outgoing", `round ${round}: node 1 dialed the survivor`);
+      assert.equal(s2.direction, "incoming", `round ${round}: node 2 accepted the survivor`);
+      assert.equal(a.session(2), s1);
+      assert.equal(b.session(1), s2);
+      // The survivor carries data: neither node is stuck.
+      const w = s1.writable.getWriter();
+      await w.write(new TextEncoder().encode("ok"));
+      w.releaseLock();
+      assert.equal(await readText(s2, 2), "ok");
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }
+});
