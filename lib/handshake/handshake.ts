@@ -57,6 +57,7 @@ import {
   type ResolvedAddress,
   type SessionParams,
   type TlsRole,
+  TransportStepError,
 } from "./types.ts";
 
 /** DEFAULT_HANDSHAKE_TIMEOUT of the early revision (spec 6.4). */
@@ -78,6 +79,9 @@ export function handshakeDeadlineMs(settings: HandshakeSettings): number {
 export function tlsRole(selfNodeId: number, peerNodeId: number): TlsRole {
   return selfNodeId < peerNodeId ? "server" : "client";
 }
+
+/** Why a finished handshake's signal is aborted (one value for all). */
+const ENDED = new HandshakeEndedSilently("handshake ended");
 
 /** Options shared by both procedures. */
 export interface RunOptions {
@@ -202,7 +206,8 @@ class HandshakeActor {
       clearTimeout(timer);
       if (onAbort) this.options.signal?.removeEventListener("abort", onAbort);
       this.#ended = true;
-      this.#abort.abort();
+      // A reason of our own: without one, abort() builds a DOMException (and its stack).
+      this.#abort.abort(ENDED);
       this.closeAll();
       // The losing branch may still settle later; its result is of no interest.
       work.catch(() => {});
@@ -276,8 +281,11 @@ class HandshakeActor {
     );
   }
 
-  debug(code: string, text: string): void {
-    this.log.debug(this.#prefix(`${code} ${text}`), { peerNodeId: this.peerNodeId });
+  debug(code: string, text: string | (() => string)): void {
+    // The text (a message dump, say) is built only when a sink takes debug records.
+    if (!this.log.isEnabledFor("debug")) return;
+    const line = typeof text === "string" ? text : text();
+    this.log.debug(this.#prefix(`${code} ${line}`), { peerNodeId: this.peerNodeId });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -293,8 +301,34 @@ class HandshakeActor {
     }
   }
 
-  async receive(t: HandshakeTransport, n: number, state: string): Promise<Uint8Array> {
+  /**
+   * Receives exactly `n` bytes in `state`. With `before`, sends it first: in one step when the
+   * transport can ({@link HandshakeTransport.writeThenRead}), each failure still named by the
+   * state of the step that failed.
+   */
+  async receive(
+    t: HandshakeTransport,
+    n: number,
+    state: string,
+    before?: Outbound,
+  ): Promise<Uint8Array> {
+    if (before && !t.writeThenRead) await this.send(t, before.bytes, before.state);
     this.alive();
+    if (before && t.writeThenRead) {
+      this.state = before.state;
+      try {
+        const bytes = await t.writeThenRead(before.bytes, n);
+        this.state = state;
+        return bytes;
+      } catch (e) {
+        if (e instanceof TransportStepError && e.step === "read") {
+          this.state = state;
+          this.fail("transient", socketError(e.cause, state, 0, n), true);
+        }
+        const cause = e instanceof TransportStepError ? e.cause : e;
+        this.fail("transient", socketError(cause, before.state, 0, before.bytes.length), true);
+      }
+    }
     this.state = state;
     try {
       return await t.readExactly(n);
@@ -307,11 +341,18 @@ class HandshakeActor {
     t: HandshakeTransport,
     packet: Omit<InitialPacket, "version">,
   ): Promise<void> {
-    await this.send(t, encodeInitialPacket(packet), "SendInitialPacket");
+    const { bytes, state } = this.initialPacket(packet);
+    await this.send(t, bytes, state);
   }
 
-  async receiveInitialPacket(t: HandshakeTransport, state: string) {
-    const packet = decodeInitialPacket(await this.receive(t, INITIAL_PACKET_SIZE, state));
+  /** An initial packet to send, with the state that sends it. */
+  initialPacket(packet: Omit<InitialPacket, "version">): Outbound {
+    return { bytes: encodeInitialPacket(packet), state: "SendInitialPacket" };
+  }
+
+  /** Receives the peer's initial packet, after sending `before` if given. */
+  async receiveInitialPacket(t: HandshakeTransport, state: string, before?: Outbound) {
+    const packet = decodeInitialPacket(await this.receive(t, INITIAL_PACKET_SIZE, state, before));
     const verdict = verifyInitialPacket(packet);
     if (!verdict.ok) {
       this.fail(verdict.reason === "crc" ? "transient" : "permanent", verdict.explanation);
@@ -319,9 +360,10 @@ class HandshakeActor {
     return packet;
   }
 
-  async sendRequest(t: HandshakeTransport, request: HandshakeRequest, what: string) {
-    this.debug("ICH07", `SendExBlock ${what} ${textFormat(request)}`);
-    await this.send(t, encodeExBlock(encodeHandshakeRequest(request)), `Send${what}`);
+  /** A request to send (logged as sent now), with the state that sends it. */
+  request(request: HandshakeRequest, what: string): Outbound {
+    this.debug("ICH07", () => `SendExBlock ${what} ${textFormat(request)}`);
+    return { bytes: encodeExBlock(encodeHandshakeRequest(request)), state: `Send${what}` };
   }
 
   /**
@@ -334,8 +376,9 @@ class HandshakeActor {
     what: string,
     decode: (payload: Uint8Array) => T,
     incorrect: string,
+    before?: Outbound,
   ): Promise<T> {
-    const payload = await this.receiveExBlock(t, what);
+    const payload = await this.receiveExBlock(t, what, before);
     let message: T;
     try {
       message = decode(payload);
@@ -343,13 +386,19 @@ class HandshakeActor {
       if (e instanceof WireError) this.fail("permanent", incorrect);
       throw e;
     }
-    this.debug("ICH07", `ReceiveExBlock ${what} ${textFormat(message)}`);
+    this.debug("ICH07", () => `ReceiveExBlock ${what} ${textFormat(message)}`);
     return message;
   }
 
   /** The all-zero initial packet: a new-session answer or a continuation reject. */
   async sendZeroInitialPacket(t: HandshakeTransport): Promise<void> {
-    await this.sendInitialPacket(t, {
+    const { bytes, state } = this.zeroInitialPacket();
+    await this.send(t, bytes, state);
+  }
+
+  /** The all-zero initial packet, to send. */
+  zeroInitialPacket(): Outbound {
+    return this.initialPacket({
       selfVirtualId: ActorId.EMPTY,
       peerVirtualId: ActorId.EMPTY,
       nextPacket: 0n,
@@ -357,12 +406,22 @@ class HandshakeActor {
   }
 
   async sendReply(t: HandshakeTransport, reply: HandshakeReply, what: string): Promise<void> {
-    this.debug("ICH07", `SendExBlock ${what} ${textFormat(reply)}`);
+    this.debug("ICH07", () => `SendExBlock ${what} ${textFormat(reply)}`);
     await this.send(t, encodeExBlock(encodeHandshakeReply(reply)), `Send${what}`);
   }
 
-  async receiveExBlock(t: HandshakeTransport, what: string): Promise<Uint8Array> {
-    const headerBytes = await this.receive(t, EXBLOCK_HEADER_SIZE, `Receive${what}Header`);
+  /** Receives one ExBlock's payload, after sending `before` if given. */
+  async receiveExBlock(
+    t: HandshakeTransport,
+    what: string,
+    before?: Outbound,
+  ): Promise<Uint8Array> {
+    const headerBytes = await this.receive(
+      t,
+      EXBLOCK_HEADER_SIZE,
+      `Receive${what}Header`,
+      before,
+    );
     let header;
     try {
       header = decodeExBlockHeader(headerBytes);
@@ -459,12 +518,15 @@ class HandshakeActor {
   async performOutgoing(p: OutgoingParams): Promise<HandshakeOutcome> {
     this.debug("ICH01", "starting outgoing handshake");
     const t = await this.connect(p.peerNodeId, true);
-    await this.sendInitialPacket(t, {
-      selfVirtualId: p.selfVirtualId,
-      peerVirtualId: p.peerVirtualId,
-      nextPacket: p.nextPacket,
-    });
-    const response = await this.receiveInitialPacket(t, "ReceiveResponse");
+    const response = await this.receiveInitialPacket(
+      t,
+      "ReceiveResponse",
+      this.initialPacket({
+        selfVirtualId: p.selfVirtualId,
+        peerVirtualId: p.peerVirtualId,
+        nextPacket: p.nextPacket,
+      }),
+    );
     const params: MutableParams = p.sessionParams ? { ...p.sessionParams } : emptyParams();
     const continuation = !p.peerVirtualId.isEmpty;
     let peerVirtualId = p.peerVirtualId;
@@ -483,12 +545,12 @@ class HandshakeActor {
       if (params.encryption) await this.establishSecureConnection(t, params);
     } else {
       const request = this.buildRequest(p);
-      await this.sendRequest(t, request, "ExRequest");
       const reply = await this.receiveMessage(
         t,
         "ExReply",
         decodeHandshakeReply,
         "Incorrect THandshakeReply",
+        this.request(request, "ExRequest"),
       );
       if (reply.ErrorExplaination !== undefined) {
         this.fail("permanent", `error from peer: ${reply.ErrorExplaination}`);
@@ -640,12 +702,12 @@ class HandshakeActor {
     t: HandshakeTransport,
     packet: InitialPacket,
   ): Promise<HandshakeOutcome> {
-    await this.sendZeroInitialPacket(t);
     const request = await this.receiveMessage(
       t,
       "ExRequest",
       decodeHandshakeRequest,
       "Incorrect THandshakeRequest",
+      this.zeroInitialPacket(),
     );
 
     const generateError = async (explanation: string): Promise<never> => {
@@ -769,12 +831,15 @@ class HandshakeActor {
     let sub: HandshakeTransport | undefined;
     try {
       sub = await this.connect(this.peerNodeId, false);
-      await this.sendInitialPacket(sub, {
-        selfVirtualId: ActorId.service(this.settings.selfNodeId, COOKIE_CHECK_SERVICE),
-        peerVirtualId: ActorId.EMPTY,
-        nextPacket: 0n,
-      });
-      await this.receiveInitialPacket(sub, "ReceiveResponse");
+      await this.receiveInitialPacket(
+        sub,
+        "ReceiveResponse",
+        this.initialPacket({
+          selfVirtualId: ActorId.service(this.settings.selfNodeId, COOKIE_CHECK_SERVICE),
+          peerVirtualId: ActorId.EMPTY,
+          nextPacket: 0n,
+        }),
+      );
       const request: HandshakeRequest = {
         Protocol: 2n,
         ProgramPID: 0n,
@@ -785,12 +850,12 @@ class HandshakeActor {
         Cookie: cookie,
         DoCheckCookie: true,
       };
-      await this.sendRequest(sub, request, "ExBlockDoCheckCookie");
       const reply = await this.receiveMessage(
         sub,
         "ExBlockDoCheckCookie",
         decodeHandshakeReply,
         "Incorrect packet from peer",
+        this.request(request, "ExBlockDoCheckCookie"),
       );
       if (reply.CookieCheckResult === false) {
         this.fail("permanent", "Cookie check error -- possible network problem");
@@ -806,6 +871,12 @@ class HandshakeActor {
       }
     }
   }
+}
+
+/** Bytes to send right before a receive, and the state that sends them. */
+interface Outbound {
+  readonly bytes: Uint8Array;
+  readonly state: string;
 }
 
 type MutableParams = { -readonly [K in keyof SessionParams]: SessionParams[K] };

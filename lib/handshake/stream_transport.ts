@@ -58,6 +58,16 @@ export class StreamTransport implements HandshakeTransport {
     await this.writer.write(bytes);
   }
 
+  /** The bytes read from the stream and not yet handed out; nothing more is read. */
+  takeBuffered(): Uint8Array {
+    return this.reader.takeBuffered();
+  }
+
+  /** Puts bytes back in front of the reader. */
+  unread(bytes: Uint8Array): void {
+    this.reader.unread(bytes);
+  }
+
   startTls(role: TlsRole, authOnly: boolean): Promise<{ authCN: string }> {
     if (!this.#startTls) return Promise.reject(new Error("TLS is not available on this transport"));
     return this.#startTls(this, role, authOnly);

@@ -86,6 +86,28 @@ export interface HandshakeTransport {
   close(): void;
   /** The peer's address as text, for log lines and failure messages. */
   readonly peerAddress?: string;
+  /**
+   * Optional: `write(bytes)`, then `readExactly(n)`, as one step. A transport whose every
+   * operation is a message (a worker's view of a coordinator socket) saves a round trip of
+   * messages with it. Rejects with {@link TransportStepError} naming the step that failed.
+   */
+  writeThenRead?(bytes: Uint8Array, n: number): Promise<Uint8Array>;
+  /**
+   * Optional, with {@link HandshakeTransport.unread}: removes and returns the bytes already
+   * read from the socket and not yet handed out (possibly none), without reading more.
+   */
+  takeBuffered?(): Uint8Array;
+  /** Optional: puts bytes back in front; the next read returns them first. */
+  unread?(bytes: Uint8Array): void;
+}
+
+/** Which step of {@link HandshakeTransport.writeThenRead} failed, and why. */
+export class TransportStepError extends Error {
+  override name = "TransportStepError";
+  /** `step` failed with `cause` (the error the plain write or read would have thrown). */
+  constructor(readonly step: "write" | "read", override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
 }
 
 /** TEvNodeInfo's node record (spec 7). */

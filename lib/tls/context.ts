@@ -48,6 +48,8 @@ export function tlsRoleFor(selfNodeId: number, peerNodeId: number): TlsRole {
 /** What the TLS exchanges need from a context; module-internal. */
 export interface TlsContextInternals {
   readonly clientContext: tls.SecureContext;
+  /** The server side's credentials, parsed once (see `serverFor` in exchange.ts). */
+  readonly serverContext: tls.SecureContext;
   readonly serverOptions: tls.TlsOptions;
 }
 
@@ -103,8 +105,10 @@ export function createTlsContext(
   const ownCN = checkCredentials(credentials);
   const { cert, key, ca } = credentials;
   let clientContext: tls.SecureContext;
+  let serverContext: tls.SecureContext;
   try {
     clientContext = tls.createSecureContext({ cert, key, ca, minVersion, maxVersion });
+    serverContext = tls.createSecureContext({ cert, key, ca, minVersion, maxVersion });
   } catch (e) {
     throw new TlsError("bad_credentials", `SSL error: ${errorText(e)}`, { cause: e });
   }
@@ -118,7 +122,7 @@ export function createTlsContext(
     rejectUnauthorized: true,
   };
   const context: TlsContext = Object.freeze({ minVersion, maxVersion, ownCN });
-  internals.set(context, { clientContext, serverOptions });
+  internals.set(context, { clientContext, serverContext, serverOptions });
   return context;
 }
 

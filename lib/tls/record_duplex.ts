@@ -212,7 +212,10 @@ export class RecordDuplex extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#stopped = true;
-    this.#rejectFlushWaiters(error ?? new TlsError("transport", "TLS transport closed"));
+    // An error (and its stack) only for someone waiting: this runs for every released engine.
+    if (this.#flushWaiters.length > 0) {
+      this.#rejectFlushWaiters(error ?? new TlsError("transport", "TLS transport closed"));
+    }
     callback(error);
   }
 

@@ -10,12 +10,14 @@
  */
 import { configureSync, type LogLevel, type LogRecord, type Sink } from "@logtape/logtape";
 import { runIncomingHandshake, runOutgoingHandshake } from "../handshake/handshake.ts";
-import type {
-  HandshakeEnvironment,
-  HandshakeOutcome,
-  HandshakeTransport,
-  TlsRole,
+import {
+  type HandshakeEnvironment,
+  type HandshakeOutcome,
+  type HandshakeTransport,
+  type TlsRole,
+  TransportStepError,
 } from "../handshake/types.ts";
+import { UnexpectedEofError } from "../io/buffered_reader.ts";
 import {
   askToWire,
   type CallArgs,
@@ -28,6 +30,7 @@ import {
   type FromWorker,
   newSessionFromWire,
   outgoingParamsFromWire,
+  ownedBytes,
   type ReplyMessage,
   type StartIncoming,
   type StartOutgoing,
@@ -122,19 +125,39 @@ class GuestJob {
   }
 }
 
-/** A connection that lives in the coordinator, seen from the worker. */
+/**
+ * A connection that lives in the coordinator, seen from the worker. Reads come back with
+ * whatever the coordinator had already buffered behind the requested bytes (read-ahead, so an
+ * ExBlock's header and payload take one round trip); the surplus waits here and goes back to
+ * the coordinator with `startTls` or with the outcome, so nothing is lost or reordered.
+ */
 class RemoteTransport implements HandshakeTransport {
   #closed = false;
+  #chunks: Uint8Array[] = [];
+  #size = 0;
 
   constructor(
     readonly job: GuestJob,
     readonly conn: number,
     readonly peerAddress?: string,
-  ) {}
+    preload?: Uint8Array,
+  ) {
+    if (preload && preload.length > 0) {
+      this.#chunks.push(preload);
+      this.#size = preload.length;
+    }
+  }
 
   readExactly(n: number): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error("transport closed"));
-    return this.job.call("read", { conn: this.conn, n });
+    if (this.#size >= n) return Promise.resolve(this.#take(n));
+    const held = this.#size;
+    return this.job.call("read", { conn: this.conn, n: n - held }).then(
+      (bytes) => this.#arrived(bytes, n),
+      (e) => {
+        throw countHeld(e, held);
+      },
+    );
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -145,16 +168,97 @@ class RemoteTransport implements HandshakeTransport {
     await this.job.call("write", { conn: this.conn, bytes: copy }, [copy.buffer]);
   }
 
+  async writeThenRead(bytes: Uint8Array, n: number): Promise<Uint8Array> {
+    if (this.#closed) throw new TransportStepError("write", new Error("transport closed"));
+    const copy = bytes.slice();
+    const held = this.#size;
+    const need = Math.max(0, n - held);
+    let result;
+    try {
+      result = await this.job.call(
+        "writeRead",
+        { conn: this.conn, bytes: copy, n: need },
+        [copy.buffer],
+      );
+    } catch (e) {
+      throw new TransportStepError("write", e);
+    }
+    if (!result.ok) {
+      const error = errorFromWire(result.error);
+      throw new TransportStepError(
+        result.step,
+        result.step === "read" ? countHeld(error, held) : error,
+      );
+    }
+    return this.#arrived(result.bytes, n);
+  }
+
   startTls(role: TlsRole, authOnly: boolean): Promise<{ authCN: string }> {
     if (this.#closed) return Promise.reject(new Error("transport closed"));
-    return this.job.call("startTls", { conn: this.conn, role, authOnly });
+    const [unread, transfer] = this.takeHeld();
+    return this.job.call("startTls", { conn: this.conn, role, authOnly, unread }, transfer);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#chunks = [];
+    this.#size = 0;
     if (!this.job.ended) this.job.post({ type: "close", job: this.job.id, conn: this.conn });
   }
+
+  /** Removes the read-ahead surplus, ready to post (undefined when there is none). */
+  takeHeld(): [Uint8Array | undefined, Transferable[]] {
+    if (this.#size === 0) return [undefined, []];
+    return ownedBytes(this.#take(this.#size));
+  }
+
+  #arrived(bytes: Uint8Array, n: number): Uint8Array {
+    if (bytes.length > 0) {
+      this.#chunks.push(bytes);
+      this.#size += bytes.length;
+    }
+    if (this.#size < n) throw new Error(`short read: ${this.#size} of ${n} bytes`);
+    return this.#take(n);
+  }
+
+  #take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0);
+    const first = this.#chunks[0];
+    if (first.length === n) {
+      this.#chunks.shift();
+      this.#size -= n;
+      return first;
+    }
+    if (first.length > n) {
+      this.#chunks[0] = first.subarray(n);
+      this.#size -= n;
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.#chunks[0];
+      const k = Math.min(c.length, n - off);
+      out.set(c.subarray(0, k), off);
+      off += k;
+      if (k === c.length) this.#chunks.shift();
+      else this.#chunks[0] = c.subarray(k);
+    }
+    this.#size -= n;
+    return out;
+  }
+}
+
+/**
+ * An EOF met while `held` bytes were already here counts them as processed, as one read of
+ * the whole length would have.
+ */
+function countHeld(e: unknown, held: number): unknown {
+  if (held > 0 && e instanceof UnexpectedEofError) {
+    return new UnexpectedEofError(e.processed + held, e.remain);
+  }
+  return e;
 }
 
 /** Serves handshake jobs inside a worker. */
@@ -198,7 +302,11 @@ export class HandshakeGuest {
     this.#run(job, start).then((outcome) => {
       job.end();
       if (this.#job === job) this.#job = undefined;
-      this.#post({ type: "outcome", job: job.id, outcome });
+      // The surplus is a whole buffer of its own (see takeHeld): transfer it.
+      const transfer = outcome.kind === "done" && outcome.unread
+        ? [outcome.unread.buffer as ArrayBuffer]
+        : [];
+      this.#post({ type: "outcome", job: job.id, outcome }, transfer);
     });
   }
 
@@ -215,14 +323,15 @@ export class HandshakeGuest {
       : await runIncomingHandshake(
         start.settings,
         env,
-        new RemoteTransport(job, start.conn, start.peerAddress),
+        new RemoteTransport(job, start.conn, start.peerAddress, start.preload),
         options,
       );
     if (outcome.kind !== "done") return outcome;
     if (!(outcome.transport instanceof RemoteTransport) || outcome.transport.job !== job) {
       throw new Error("the handshake ended on a transport the coordinator does not know");
     }
-    return { kind: "done", done: doneToWire(outcome.done), conn: outcome.transport.conn };
+    const [unread] = outcome.transport.takeHeld();
+    return { kind: "done", done: doneToWire(outcome.done), conn: outcome.transport.conn, unread };
   }
 
   /** (Re)configures LogTape when the coordinator's lowest level changed. */

@@ -7,7 +7,8 @@
  * (connection id → {@link HandshakeTransport}), and its environment calls (resolve, node
  * info, connect, continuation, new session) are answered by the caller's main-side
  * {@link HandshakeEnvironment}. Bytes the main-side transport buffered behind the handshake
- * stay in it: on success the caller gets that very transport back.
+ * stay in it: on success the caller gets that very transport back, with any bytes the worker
+ * read ahead and did not use put back in front of its reader (see `protocol.ts`).
  *
  * The coordinator enforces the deadline: the job fails TRANSIENT, the worker is terminated and
  * every connection of the job is closed. A worker that throws or dies fails only its own job.
@@ -22,6 +23,7 @@
 import { getLogger, type LogLevel } from "@logtape/logtape";
 import { formatFailureMessage } from "../handshake/failure.ts";
 import { handshakeDeadlineMs } from "../handshake/handshake.ts";
+import { INITIAL_PACKET_SIZE } from "../wire/initial_packet.ts";
 import type {
   HandshakeEnvironment,
   HandshakeOutcome,
@@ -256,19 +258,14 @@ class ActiveJob {
     switch (message.op) {
       case "read": {
         const c = this.conns.get(message.args.conn);
-        if (!c) return;
-        const what = blockName(c);
-        this.state = [
-          c.accepted ? "ReceiveRequest" : "ReceiveResponse",
-          `Receive${what}Header`,
-          `Receive${what}Data`,
-        ][Math.min(c.reads++, 2)];
+        if (c) this.noteRead(c);
         return;
       }
-      case "write": {
+      case "write":
+      case "writeRead": {
+        // A writeRead's read is noted once its write is done (see the handler).
         const c = this.conns.get(message.args.conn);
-        if (!c) return;
-        this.state = c.writes++ === 0 ? "SendInitialPacket" : `Send${blockName(c, true)}`;
+        if (c) this.state = c.writes++ === 0 ? "SendInitialPacket" : `Send${blockName(c, true)}`;
         return;
       }
       case "startTls":
@@ -297,6 +294,37 @@ class ActiveJob {
         return;
     }
   }
+
+  /** The state of a read on `c`: the initial packet, then an ExBlock's header and data. */
+  noteRead(c: Connection): void {
+    const what = blockName(c);
+    this.state = [
+      c.accepted ? "ReceiveRequest" : "ReceiveResponse",
+      `Receive${what}Header`,
+      `Receive${what}Data`,
+    ][Math.min(c.reads++, 2)];
+  }
+}
+
+/**
+ * `bytes` just read from `t`, followed by whatever `t` already holds behind them (read-ahead),
+ * when `t` can put bytes back later; the worker returns what it does not use.
+ */
+function withReadAhead(t: HandshakeTransport, bytes: Uint8Array): Uint8Array {
+  if (!t.takeBuffered || !t.unread) return bytes;
+  const more = t.takeBuffered();
+  if (more.length === 0) return bytes;
+  const out = new Uint8Array(bytes.length + more.length);
+  out.set(bytes);
+  out.set(more, bytes.length);
+  return out;
+}
+
+/** Puts the worker's unused read-ahead bytes back in front of `t`'s reader. */
+function giveBack(t: HandshakeTransport, bytes: Uint8Array | undefined): void {
+  if (!bytes || bytes.length === 0) return;
+  if (!t.unread) throw new Error("read-ahead bytes for a transport that cannot take them back");
+  t.unread(bytes);
 }
 
 function closeConnection(c: Connection): void {
@@ -472,8 +500,16 @@ export class HandshakeWorkerPool implements AsyncDisposable {
     this.#stats.workersTerminated++;
   }
 
-  /** A warm worker if there is one, else a new one (its start-up then delays this job). */
+  /**
+   * A warm worker if there is one, else a new one (its start-up then delays this job). The
+   * most recently used ready worker first: at low concurrency the same worker runs handshake
+   * after handshake, with its code optimised and its caches warm, while the others sleep.
+   */
   #takeWorker(): PoolWorker {
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const w = this.#idle[i];
+      if (w.isReady && !w.dead) return this.#idle.splice(i, 1)[0];
+    }
     return this.#idle.shift() ?? this.#spawn();
   }
 
@@ -608,7 +644,15 @@ export class HandshakeWorkerPool implements AsyncDisposable {
         worker.post({ ...common, kind: "outgoing", params: outgoingParamsToWire(spec.params) });
       } else {
         const [conn] = job.conns.keys();
-        worker.post({ ...common, kind: "incoming", conn, peerAddress: spec.transport.peerAddress });
+        const t = spec.transport;
+        const buffered = t.takeBuffered && t.unread ? t.takeBuffered() : undefined;
+        const [preload, transfer] = buffered?.length ? ownedBytes(buffered) : [undefined, []];
+        // A preloaded initial packet is the read the coordinator would otherwise have noted.
+        if (preload && preload.length >= INITIAL_PACKET_SIZE) job.conns.get(conn)!.reads = 1;
+        worker.post(
+          { ...common, kind: "incoming", conn, peerAddress: t.peerAddress, preload },
+          transfer,
+        );
       }
     }, (e: Error) => {
       this.#finish(
@@ -752,6 +796,7 @@ export class HandshakeWorkerPool implements AsyncDisposable {
     let outcome: HandshakeOutcome;
     try {
       if (!c || c.closed) throw new Error(`the session's connection ${wire.conn} is not open`);
+      giveBack(c.transport, wire.unread);
       outcome = { kind: "done", done: doneFromWire(wire.done), transport: c.transport };
     } catch (e) {
       const text = e instanceof Error ? e.message : String(e);
@@ -790,7 +835,8 @@ export class HandshakeWorkerPool implements AsyncDisposable {
   /** What each call does on the main side. */
   readonly #handlers: { readonly [K in CallOp]: Handler<K> } = {
     read: async (job, { conn, n }) => {
-      const bytes = await job.connection(conn).transport.readExactly(n);
+      const t = job.connection(conn).transport;
+      const bytes = withReadAhead(t, await t.readExactly(n));
       // The bytes were handed out by the reader and are the job's: transfer, do not copy.
       return ownedBytes(bytes);
     },
@@ -798,8 +844,28 @@ export class HandshakeWorkerPool implements AsyncDisposable {
       await job.connection(conn).transport.write(bytes);
       return [null, []];
     },
-    startTls: async (job, { conn, role, authOnly }) => {
-      const { authCN } = await job.connection(conn).transport.startTls(role, authOnly);
+    writeRead: async (job, { conn, bytes, n }) => {
+      const c = job.connection(conn);
+      const t = c.transport;
+      try {
+        await t.write(bytes);
+      } catch (e) {
+        return [{ ok: false, step: "write", error: errorToWire(e) }, []];
+      }
+      if (!job.finished) job.noteRead(c);
+      let got: Uint8Array;
+      try {
+        got = withReadAhead(t, await t.readExactly(n));
+      } catch (e) {
+        return [{ ok: false, step: "read", error: errorToWire(e) }, []];
+      }
+      const [owned, transfer] = ownedBytes(got);
+      return [{ ok: true, bytes: owned }, transfer];
+    },
+    startTls: async (job, { conn, role, authOnly, unread }) => {
+      const t = job.connection(conn).transport;
+      giveBack(t, unread);
+      const { authCN } = await t.startTls(role, authOnly);
       return [{ authCN }, []];
     },
     resolve: async (job, { nodeId }, signal) => {
