@@ -32,7 +32,7 @@ import type {
 import { HandshakeWorkerPool, type HandshakeWorkerPoolOptions } from "../worker/host.ts";
 
 /** The queue bound per direction when none is given. */
-export const DEFAULT_MAX_QUEUED_HANDSHAKES = 256;
+export const DEFAULT_MAX_QUEUED_HANDSHAKES = 1024;
 /** Concurrent handshakes per direction of an {@link InlineExecutor} when none is given. */
 export const DEFAULT_INLINE_CONCURRENCY = 16;
 /** The state named in the timeout of a handshake that never left the queue. */

@@ -78,20 +78,24 @@ export class HandshakeError extends Error {
   }
 }
 
+/** Handshake workers when `NodeOptions.workers` is not given: the CPU cores, at most 4. */
+const DEFAULT_WORKERS = Math.min(4, Math.max(1, navigator.hardwareConcurrency || 4));
+
 /** Runtime options of a node that are not part of the config file. */
 export interface NodeOptions {
   /**
    * Handshake workers: the size of the warm pool, which is also the most handshakes of each
    * direction that run at once (outgoing and incoming apart); excess handshakes wait in order,
    * up to {@link NodeOptions.maxQueuedHandshakes}. `false` runs handshakes in the calling
-   * isolate instead, at most 16 at once per direction. Default 4.
+   * isolate instead, at most 16 at once per direction. Default: the number of CPU cores, at
+   * most 4 (more workers than cores only add start-up time).
    */
   workers?: number | false;
   /**
    * The most handshakes of each direction that wait for a slot. Beyond it an accepted
    * connection is closed at once (failure event TRANSIENT "too many queued handshakes (N)")
    * and {@link InterconnectNode.connect} rejects with a {@link HandshakeError} of that class
-   * and explanation. 0 means no waiting at all. Default 256.
+   * and explanation. 0 means no waiting at all. Default 1024 (a storm of 1,000 peers all get in).
    */
   maxQueuedHandshakes?: number;
   /**
@@ -302,7 +306,7 @@ class SessionImpl implements Session {
  *   registered in nameservice" at once (see `admission.ts` for this deviation from YDB's order).
  * - **Concurrency.** At most `workers` handshakes run at once per direction (incoming and
  *   outgoing apart); 16 per direction with `workers: false`.
- * - **Queue.** At most `maxQueuedHandshakes` (default 256) more wait per direction, in order;
+ * - **Queue.** At most `maxQueuedHandshakes` (default 1024) more wait per direction, in order;
  *   beyond it an accepted connection is closed at once (failure event TRANSIENT "too many
  *   queued handshakes (N)") and `connect()` rejects with a {@link HandshakeError} saying so. A
  *   queued handshake holds only its socket: nothing is read from it until it runs.
@@ -341,7 +345,7 @@ export class InterconnectNode implements AsyncDisposable {
 
   private constructor(config: NodeConfig, options: NodeOptions) {
     this.config = config;
-    const workers = options.workers ?? 4;
+    const workers = options.workers ?? DEFAULT_WORKERS;
     const maxQueued = options.maxQueuedHandshakes ?? DEFAULT_MAX_QUEUED_HANDSHAKES;
     if (!Number.isInteger(maxQueued) || maxQueued < 0) {
       throw new RangeError(`maxQueuedHandshakes# ${maxQueued} is not an integer >= 0`);
