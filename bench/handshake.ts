@@ -766,7 +766,7 @@ if (storm) {
 }
 if (start) {
   console.log(
-    `Start: process start to "listening" (deno task ic listen, warm pool of 4): p50 ${start.p50Ms} ms, max ${start.maxMs} ms over ${start.runs} runs; bare \`deno eval\` start p50 ${start.bareDenoP50Ms} ms; a node alone (bench/_start.ts), by pool size: ${
+    `Start: process start to "listening" (deno task ic listen, warm pool of the default size, min(cores, 4)): p50 ${start.p50Ms} ms, max ${start.maxMs} ms over ${start.runs} runs; bare \`deno eval\` start p50 ${start.bareDenoP50Ms} ms; a node alone (bench/_start.ts), by pool size: ${
       Object.entries(start.byPoolSize).map(([k, v]) => `${k}: ${v} ms`).join(", ")
     }.`,
   );
