@@ -6,6 +6,8 @@
  * @module
  */
 
+import { ChunkQueue } from "./chunk_queue.ts";
+
 /** The stream ended before the requested bytes arrived. */
 export class UnexpectedEofError extends Error {
   override name = "UnexpectedEofError";
@@ -42,8 +44,7 @@ export function streamSource(readable: ReadableStream<Uint8Array>): ByteSource &
 /** Buffered reads over a {@link ByteSource}. Not safe for concurrent readers. */
 export class BufferedReader {
   #source: ByteSource;
-  #chunks: Uint8Array[] = [];
-  #size = 0;
+  readonly #queue = new ChunkQueue();
   #eof = false;
 
   constructor(source: ByteSource) {
@@ -52,7 +53,7 @@ export class BufferedReader {
 
   /** Bytes already read from the source and not yet handed out. */
   get buffered(): number {
-    return this.#size;
+    return this.#queue.size;
   }
 
   /** True once the source reported its end. */
@@ -66,10 +67,12 @@ export class BufferedReader {
    * costs no memory up front; the caller bounds `n`.
    */
   async readExactly(n: number): Promise<Uint8Array> {
-    while (this.#size < n) {
-      if (!(await this.#fill())) throw new UnexpectedEofError(this.#size, n - this.#size);
+    while (this.#queue.size < n) {
+      if (!(await this.#fill())) {
+        throw new UnexpectedEofError(this.#queue.size, n - this.#queue.size);
+      }
     }
-    return this.#take(n);
+    return this.#queue.take(n);
   }
 
   /**
@@ -77,20 +80,18 @@ export class BufferedReader {
    * source, or `null` at the end of the stream.
    */
   async readSome(): Promise<Uint8Array | null> {
-    if (this.#size === 0 && !(await this.#fill())) return null;
-    return this.#take(this.#size);
+    if (this.#queue.size === 0 && !(await this.#fill())) return null;
+    return this.#queue.take(this.#queue.size);
   }
 
   /** Puts bytes back in front of the buffer: the next read returns them first. */
   unread(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#chunks.unshift(bytes);
-    this.#size += bytes.length;
+    this.#queue.unshift(bytes);
   }
 
   /** Removes and returns everything buffered (possibly empty), without reading the source. */
   takeBuffered(): Uint8Array {
-    return this.#take(this.#size);
+    return this.#queue.take(this.#queue.size);
   }
 
   /** Cancels the source. */
@@ -106,37 +107,7 @@ export class BufferedReader {
       this.#eof = true;
       return false;
     }
-    if (chunk.length > 0) {
-      this.#chunks.push(chunk);
-      this.#size += chunk.length;
-    }
+    this.#queue.push(chunk);
     return true;
-  }
-
-  #take(n: number): Uint8Array {
-    if (n === 0) return new Uint8Array(0);
-    const first = this.#chunks[0];
-    if (first.length === n) {
-      this.#chunks.shift();
-      this.#size -= n;
-      return first;
-    }
-    if (first.length > n) {
-      this.#chunks[0] = first.subarray(n);
-      this.#size -= n;
-      return first.subarray(0, n);
-    }
-    const out = new Uint8Array(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.#chunks[0];
-      const k = Math.min(c.length, n - off);
-      out.set(c.subarray(0, k), off);
-      off += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#size -= n;
-    return out;
   }
 }

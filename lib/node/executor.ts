@@ -291,16 +291,15 @@ export interface InlineExecutorOptions {
   readonly maxQueued?: number;
 }
 
-/** Runs every handshake in the calling isolate (no workers). */
-export class InlineExecutor implements HandshakeExecutor {
+/**
+ * The part every executor shares: the slot limiter in front of the runs, its figures, and the
+ * submission of each direction. Subclasses say how one admitted handshake runs.
+ */
+abstract class LimitedExecutor implements HandshakeExecutor {
   readonly #limiter: SlotLimiter;
 
-  constructor(options: InlineExecutorOptions = {}) {
-    const n = options.concurrency ?? DEFAULT_INLINE_CONCURRENCY;
-    this.#limiter = new SlotLimiter(
-      { incoming: n, outgoing: n },
-      options.maxQueued ?? DEFAULT_MAX_QUEUED_HANDSHAKES,
-    );
+  constructor(limiter: SlotLimiter) {
+    this.#limiter = limiter;
   }
 
   get concurrency(): DirectionCounts {
@@ -323,8 +322,7 @@ export class InlineExecutor implements HandshakeExecutor {
   ): Promise<HandshakeOutcome> {
     return this.#limiter.run(
       outgoingSubmission(settings, params, options),
-      (deadlineMs) =>
-        runOutgoingHandshake(settings, env, params, { signal: options.signal, deadlineMs }),
+      (deadlineMs) => this.runOutgoing(settings, env, params, options.signal, deadlineMs),
     );
   }
 
@@ -336,8 +334,48 @@ export class InlineExecutor implements HandshakeExecutor {
   ): Promise<HandshakeOutcome> {
     return this.#limiter.run(
       incomingSubmission(settings, transport, options),
-      (deadlineMs) =>
-        runIncomingHandshake(settings, env, transport, { signal: options.signal, deadlineMs }),
+      (deadlineMs) => this.runIncoming(settings, env, transport, options.signal, deadlineMs),
+    );
+  }
+
+  close(): Promise<void> {
+    this.#limiter.close();
+    return this.release();
+  }
+
+  abstract warm(): Promise<void>;
+
+  /** Runs one admitted outgoing handshake within `deadlineMs`. */
+  protected abstract runOutgoing(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    params: OutgoingParams,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome>;
+
+  /** Runs one admitted incoming handshake within `deadlineMs`. */
+  protected abstract runIncoming(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    transport: HandshakeTransport,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome>;
+
+  /** Releases what the runs use, once the queue is closed. */
+  protected abstract release(): Promise<void>;
+}
+
+/** Runs every handshake in the calling isolate (no workers). */
+export class InlineExecutor extends LimitedExecutor {
+  constructor(options: InlineExecutorOptions = {}) {
+    const n = options.concurrency ?? DEFAULT_INLINE_CONCURRENCY;
+    super(
+      new SlotLimiter(
+        { incoming: n, outgoing: n },
+        options.maxQueued ?? DEFAULT_MAX_QUEUED_HANDSHAKES,
+      ),
     );
   }
 
@@ -345,8 +383,27 @@ export class InlineExecutor implements HandshakeExecutor {
     return Promise.resolve();
   }
 
-  close(): Promise<void> {
-    this.#limiter.close();
+  protected runOutgoing(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    params: OutgoingParams,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome> {
+    return runOutgoingHandshake(settings, env, params, { signal, deadlineMs });
+  }
+
+  protected runIncoming(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    transport: HandshakeTransport,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome> {
+    return runIncomingHandshake(settings, env, transport, { signal, deadlineMs });
+  }
+
+  protected release(): Promise<void> {
     return Promise.resolve();
   }
 }
@@ -362,78 +419,42 @@ export interface WorkerExecutorOptions extends HandshakeWorkerPoolOptions {
  * are the pool's (`size` outgoing, `incomingLimit` incoming); the queue in front of the pool is
  * this executor's, so the pool's own queue stays empty.
  */
-export class WorkerExecutor implements HandshakeExecutor {
+export class WorkerExecutor extends LimitedExecutor {
   readonly pool: HandshakeWorkerPool;
-  readonly #limiter: SlotLimiter;
 
   constructor(options: WorkerExecutorOptions = {}) {
     const maxQueued = options.maxQueued ?? DEFAULT_MAX_QUEUED_HANDSHAKES;
     checkCount("maxQueued", maxQueued, 0);
-    this.pool = new HandshakeWorkerPool(options);
-    this.#limiter = new SlotLimiter(
-      { incoming: this.pool.incomingLimit, outgoing: this.pool.size },
-      maxQueued,
-    );
-  }
-
-  get concurrency(): DirectionCounts {
-    return this.#limiter.concurrency;
-  }
-
-  get maxQueued(): number {
-    return this.#limiter.maxQueued;
-  }
-
-  get load(): ExecutorLoad {
-    return this.#limiter.load;
-  }
-
-  outgoing(
-    settings: HandshakeSettings,
-    env: HandshakeEnvironment,
-    params: OutgoingParams,
-    options: ExecuteOptions,
-  ): Promise<HandshakeOutcome> {
-    return this.#limiter.run(
-      outgoingSubmission(settings, params, options),
-      (deadlineMs) =>
-        this.pool.run({
-          kind: "outgoing",
-          settings,
-          env,
-          params,
-          signal: options.signal,
-          deadlineMs,
-        }),
-    );
-  }
-
-  incoming(
-    settings: HandshakeSettings,
-    env: HandshakeEnvironment,
-    transport: HandshakeTransport,
-    options: ExecuteOptions,
-  ): Promise<HandshakeOutcome> {
-    return this.#limiter.run(
-      incomingSubmission(settings, transport, options),
-      (deadlineMs) =>
-        this.pool.run({
-          kind: "incoming",
-          settings,
-          env,
-          transport,
-          signal: options.signal,
-          deadlineMs,
-        }),
-    );
+    const pool = new HandshakeWorkerPool(options);
+    super(new SlotLimiter({ incoming: pool.incomingLimit, outgoing: pool.size }, maxQueued));
+    this.pool = pool;
   }
 
   warm(): Promise<void> {
     return this.pool.warm();
   }
 
-  close(): Promise<void> {
-    this.#limiter.close();
+  protected runOutgoing(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    params: OutgoingParams,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome> {
+    return this.pool.run({ kind: "outgoing", settings, env, params, signal, deadlineMs });
+  }
+
+  protected runIncoming(
+    settings: HandshakeSettings,
+    env: HandshakeEnvironment,
+    transport: HandshakeTransport,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<HandshakeOutcome> {
+    return this.pool.run({ kind: "incoming", settings, env, transport, signal, deadlineMs });
+  }
+
+  protected release(): Promise<void> {
     return this.pool.close();
   }
 }

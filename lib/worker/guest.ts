@@ -9,6 +9,7 @@
  * @module
  */
 import { configureSync, type LogLevel, type LogRecord, type Sink } from "@logtape/logtape";
+import { ChunkQueue } from "../io/chunk_queue.ts";
 import { runIncomingHandshake, runOutgoingHandshake } from "../handshake/handshake.ts";
 import {
   type HandshakeEnvironment,
@@ -133,8 +134,7 @@ class GuestJob {
  */
 class RemoteTransport implements HandshakeTransport {
   #closed = false;
-  #chunks: Uint8Array[] = [];
-  #size = 0;
+  readonly #queue = new ChunkQueue();
 
   constructor(
     readonly job: GuestJob,
@@ -143,15 +143,14 @@ class RemoteTransport implements HandshakeTransport {
     preload?: Uint8Array,
   ) {
     if (preload && preload.length > 0) {
-      this.#chunks.push(preload);
-      this.#size = preload.length;
+      this.#queue.push(preload);
     }
   }
 
   readExactly(n: number): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error("transport closed"));
-    if (this.#size >= n) return Promise.resolve(this.#take(n));
-    const held = this.#size;
+    if (this.#queue.size >= n) return Promise.resolve(this.#queue.take(n));
+    const held = this.#queue.size;
     return this.job.call("read", { conn: this.conn, n: n - held }).then(
       (bytes) => this.#arrived(bytes, n),
       (e) => {
@@ -171,7 +170,7 @@ class RemoteTransport implements HandshakeTransport {
   async writeThenRead(bytes: Uint8Array, n: number): Promise<Uint8Array> {
     if (this.#closed) throw new TransportStepError("write", new Error("transport closed"));
     const copy = bytes.slice();
-    const held = this.#size;
+    const held = this.#queue.size;
     const need = Math.max(0, n - held);
     let result;
     try {
@@ -202,51 +201,20 @@ class RemoteTransport implements HandshakeTransport {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#chunks = [];
-    this.#size = 0;
+    this.#queue.clear();
     if (!this.job.ended) this.job.post({ type: "close", job: this.job.id, conn: this.conn });
   }
 
   /** Removes the read-ahead surplus, ready to post (undefined when there is none). */
   takeHeld(): [Uint8Array | undefined, Transferable[]] {
-    if (this.#size === 0) return [undefined, []];
-    return ownedBytes(this.#take(this.#size));
+    if (this.#queue.size === 0) return [undefined, []];
+    return ownedBytes(this.#queue.take(this.#queue.size));
   }
 
   #arrived(bytes: Uint8Array, n: number): Uint8Array {
-    if (bytes.length > 0) {
-      this.#chunks.push(bytes);
-      this.#size += bytes.length;
-    }
-    if (this.#size < n) throw new Error(`short read: ${this.#size} of ${n} bytes`);
-    return this.#take(n);
-  }
-
-  #take(n: number): Uint8Array {
-    if (n === 0) return new Uint8Array(0);
-    const first = this.#chunks[0];
-    if (first.length === n) {
-      this.#chunks.shift();
-      this.#size -= n;
-      return first;
-    }
-    if (first.length > n) {
-      this.#chunks[0] = first.subarray(n);
-      this.#size -= n;
-      return first.subarray(0, n);
-    }
-    const out = new Uint8Array(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.#chunks[0];
-      const k = Math.min(c.length, n - off);
-      out.set(c.subarray(0, k), off);
-      off += k;
-      if (k === c.length) this.#chunks.shift();
-      else this.#chunks[0] = c.subarray(k);
-    }
-    this.#size -= n;
-    return out;
+    this.#queue.push(bytes);
+    if (this.#queue.size < n) throw new Error(`short read: ${this.#queue.size} of ${n} bytes`);
+    return this.#queue.take(n);
   }
 }
 
