@@ -395,16 +395,20 @@ interface MemoryResult {
   dialerRssMB: number;
 }
 
-async function runMemory(): Promise<MemoryResult> {
-  progress(`memory: ${peers} live sessions`);
+/**
+ * A plain listener for `peers` simulated peers (node ids from 1001) and a dialer process that
+ * hosts them, inline, each node ready to dial: the set-up of the memory and storm runs.
+ */
+async function peerPair(name: string, listenerExtra: Partial<ListenerSpec>) {
   const from = 1001;
-  const l = await listener("memory-listener", {
+  const l = await listener(`${name}-listener`, {
     mode: "plain",
     from,
     count: peers,
     workers: listenerWorkers,
+    ...listenerExtra,
   });
-  const d = await dialer("memory-dialer", {
+  const d = await dialer(`${name}-dialer`, {
     mode: "plain",
     port: l.first.port as number,
     floorPort: 0,
@@ -414,6 +418,12 @@ async function runMemory(): Promise<MemoryResult> {
     workers: 0,
   });
   await d.call("ensure", { count: peers });
+  return { l, d };
+}
+
+async function runMemory(): Promise<MemoryResult> {
+  progress(`memory: ${peers} live sessions`);
+  const { l, d } = await peerPair("memory", {});
   await sleep(quick ? 200 : 500);
   const idle = await proc(l, true);
   const r = await d.call("hold", { count: peers, concurrency: 16 });
@@ -458,24 +468,7 @@ interface StormResult {
 
 async function runStorm(): Promise<StormResult> {
   progress(`storm: ${peers} peers at once`);
-  const from = 1001;
-  const l = await listener("storm-listener", {
-    mode: "plain",
-    from,
-    count: peers,
-    workers: listenerWorkers,
-    maxQueued: stormQueue,
-  });
-  const d = await dialer("storm-dialer", {
-    mode: "plain",
-    port: l.first.port as number,
-    floorPort: 0,
-    tlsFloorPort: 0,
-    rounds: [],
-    from,
-    workers: 0,
-  });
-  await d.call("ensure", { count: peers });
+  const { l, d } = await peerPair("storm", { maxQueued: stormQueue });
   await sleep(quick ? 100 : 300);
   await Promise.all([proc(l, true), proc(d, true)]);
   const r = await d.call("storm", { count: peers });

@@ -13,6 +13,7 @@ import type { NodeConfig } from "../lib/node/config.ts";
 import { InterconnectNode } from "../lib/node/node.ts";
 import { VirtualIdAllocator } from "../lib/proxy/virtual_id.ts";
 import { authOnlyTls, createTlsContext, startTls } from "../lib/tls/mod.ts";
+import { concat } from "./_helpers/bytes.ts";
 import { freePorts, readText, tlsFixture } from "./_helpers/cluster.ts";
 
 const DATA = "session bytes right behind the handshake";
@@ -51,7 +52,7 @@ class Gate {
       return;
     }
     if (this.#mode === "holdCloseNotify") {
-      let buf = concat([this.#partial, bytes]);
+      let buf = concat(this.#partial, bytes);
       const pass: Uint8Array[] = [];
       while (buf.length >= 5) {
         const end = 5 + ((buf[3] << 8) | buf[4]);
@@ -64,7 +65,7 @@ class Gate {
         else pass.push(record);
       }
       this.#partial = buf.slice();
-      if (pass.length > 0) await this.#send(concat(pass));
+      if (pass.length > 0) await this.#send(concat(...pass));
       return;
     }
     await this.#send(bytes);
@@ -72,7 +73,7 @@ class Gate {
 
   /** Sends everything held plus `tail` in one write, then passes writes through again. */
   async flush(tail: Uint8Array): Promise<void> {
-    const bytes = concat([...this.#held, tail]);
+    const bytes = concat(...this.#held, tail);
     this.#held = [];
     this.#mode = "pass";
     await this.#send(bytes);
@@ -82,16 +83,6 @@ class Gate {
     this.writes.push(bytes.length);
     await this.sink(bytes);
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 type Mode = "plain" | "tls" | "authOnly";

@@ -7,13 +7,7 @@ import { StreamTransport } from "../lib/handshake/stream_transport.ts";
 import type { HandshakeOutcome, OutgoingParams } from "../lib/handshake/types.ts";
 import { ActorId } from "../lib/wire/actor_id.ts";
 import { HandshakeWorkerPool } from "../lib/worker/host.ts";
-import {
-  fakeTls,
-  freshVirtualId,
-  type MemoryNet,
-  testCluster,
-  type TestNode,
-} from "./_helpers/memory_net.ts";
+import { fakeTls, freshVirtualId, testCluster, type TestNode } from "./_helpers/memory_net.ts";
 
 type Done = Extract<HandshakeOutcome, { kind: "done" }>;
 
@@ -27,36 +21,11 @@ function done(o: HandshakeOutcome): Done {
 }
 
 /** Makes `node` accept connections by running the incoming procedure in `pool`. */
-function acceptInPool(net: MemoryNet, node: TestNode, pool: HandshakeWorkerPool) {
-  const outcomes: Promise<HandshakeOutcome>[] = [];
-  const accepted: StreamTransport[] = [];
-  const own = node.table.get(node.settings.selfNodeId)!;
-  net.listeners.set(`${own.address}:${own.port}`, (end) => {
-    const transport = new StreamTransport({
-      ...end,
-      peerAddress: "memory",
-      startTls: fakeTls(node.settings.selfNodeId),
-    });
-    accepted.push(transport);
-    outcomes.push(
-      pool.run({ kind: "incoming", settings: node.settings, env: node.env, transport }).then(
-        (o) => {
-          if (o.kind === "done") node.remember(o.done);
-          return o;
-        },
-      ),
-    );
-  });
-  return {
-    accepted,
-    async outcome(i = 0): Promise<HandshakeOutcome> {
-      for (let tries = 0; outcomes.length <= i; tries++) {
-        if (tries > 2000) throw new Error(`no incoming handshake #${i}`);
-        await new Promise((r) => setTimeout(r, 1));
-      }
-      return await outcomes[i];
-    },
-  };
+function acceptInPool(node: TestNode, pool: HandshakeWorkerPool) {
+  const accepted = node.acceptWith((transport) =>
+    pool.run({ kind: "incoming", settings: node.settings, env: node.env, transport })
+  );
+  return { accepted, outcome: (i = 0) => node.incomingOutcome(i) };
 }
 
 function newSessionParams(node: TestNode, peer: number): OutgoingParams {
@@ -108,8 +77,8 @@ Deno.test("outgoing in a pooled worker, incoming in main: both agree on the virt
 
 Deno.test("incoming in a pooled worker, outgoing in main: both agree on the virtual ids", async () => {
   await using pool = new HandshakeWorkerPool({ size: 1 });
-  const { net, nodes } = testCluster({ 1: {}, 2: {} });
-  const acceptor = acceptInPool(net, nodes[2], pool);
+  const { nodes } = testCluster({ 1: {}, 2: {} });
+  const acceptor = acceptInPool(nodes[2], pool);
   const out = done(await nodes[1].dial(2));
   const inc = done(await acceptor.outcome());
   assertConsistent(out, inc);
@@ -124,11 +93,11 @@ Deno.test("incoming in a pooled worker, outgoing in main: both agree on the virt
 
 Deno.test("both sides in workers of one pool, with TLS run by the main-side transports", async () => {
   await using pool = new HandshakeWorkerPool({ size: 2 });
-  const { net, nodes } = testCluster({
+  const { nodes } = testCluster({
     1: { encryption: "required" },
     2: { encryption: "optional" },
   });
-  const acceptor = acceptInPool(net, nodes[2], pool);
+  const acceptor = acceptInPool(nodes[2], pool);
   const out = done(await dialInPool(pool, nodes[1], 2));
   const inc = done(await acceptor.outcome());
   assertConsistent(out, inc);
@@ -139,8 +108,8 @@ Deno.test("both sides in workers of one pool, with TLS run by the main-side tran
 
 Deno.test("continuation through workers: Ack keeps both ids and carries NextPacket both ways", async () => {
   await using pool = new HandshakeWorkerPool({ size: 2 });
-  const { net, nodes } = testCluster({ 1: {}, 2: {} });
-  const acceptor = acceptInPool(net, nodes[2], pool);
+  const { nodes } = testCluster({ 1: {}, 2: {} });
+  const acceptor = acceptInPool(nodes[2], pool);
   const first = done(await dialInPool(pool, nodes[1], 2));
   done(await acceptor.outcome(0));
   nodes[2].sessions.get(1)!.nextPacket = 17n;
@@ -171,8 +140,8 @@ Deno.test("continuation through workers: Ack keeps both ids and carries NextPack
 
 Deno.test("continuation Nak through workers: dialer SESSION_MISMATCH, acceptor silent", async () => {
   await using pool = new HandshakeWorkerPool({ size: 2 });
-  const { net, nodes } = testCluster({ 1: {}, 2: {} });
-  const acceptor = acceptInPool(net, nodes[2], pool);
+  const { nodes } = testCluster({ 1: {}, 2: {} });
+  const acceptor = acceptInPool(nodes[2], pool);
   done(await dialInPool(pool, nodes[1], 2));
   done(await acceptor.outcome(0));
   nodes[2].sessions.clear();
@@ -193,8 +162,8 @@ Deno.test("cookie check through workers: the connect-back is a second main-side 
     1: { cookie: "cookie-of-1" },
     2: { cookie: "cookie-of-2" },
   });
-  const acceptor2 = acceptInPool(net, nodes[2], pool2);
-  const acceptor1 = acceptInPool(net, nodes[1], pool1);
+  const acceptor2 = acceptInPool(nodes[2], pool2);
+  const acceptor1 = acceptInPool(nodes[1], pool1);
   const out = done(await dialInPool(pool1, nodes[1], 2));
   const inc = done(await acceptor2.outcome(0));
   assertConsistent(out, inc);
@@ -214,7 +183,7 @@ Deno.test("a failed cookie check through a worker fails PERMANENT like in main",
   await using pool = new HandshakeWorkerPool({ size: 2 });
   const { net, nodes } = testCluster({ 1: { cookie: "real" }, 2: {} });
   const impostor = testCluster({ 1: { cookie: "other" } });
-  acceptInPool(net, nodes[2], pool);
+  acceptInPool(nodes[2], pool);
   // Where node 2's table says node 1 is, an impostor with another cookie answers.
   const realDial = net.connect.bind(net);
   net.connect = (address, tls) =>
@@ -231,8 +200,8 @@ Deno.test("a failed cookie check through a worker fails PERMANENT like in main",
 Deno.test("a failure inside the worker is the same value as in main, and its worker is replaced", async () => {
   await using pool = new HandshakeWorkerPool({ size: 1 });
   await pool.warm();
-  const { net, nodes } = testCluster({ 1: {}, 2: { selfHostName: "renamed" } });
-  const acceptor = acceptInPool(net, nodes[2], pool);
+  const { nodes } = testCluster({ 1: {}, 2: { selfHostName: "renamed" } });
+  const acceptor = acceptInPool(nodes[2], pool);
   const out = await nodes[1].dial(2);
   const inc = await acceptor.outcome();
   assert.equal(out.kind, "failed");

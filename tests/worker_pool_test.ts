@@ -14,7 +14,6 @@ import {
   workerSandboxAvailable,
 } from "../lib/worker/host.ts";
 import {
-  fakeTls,
   freshVirtualId,
   type MemoryNet,
   testCluster,
@@ -45,33 +44,24 @@ function outgoing(node: TestNode, peer: number, extra: Partial<HandshakeJob> = {
   } as HandshakeJob;
 }
 
-/** Makes `node` accept connections by running incoming handshakes in `pool`. */
+/** Makes `node` accept connections by running `extra`-adjusted incoming jobs in `pool`. */
 function acceptInPool(
-  net: MemoryNet,
   node: TestNode,
   pool: HandshakeWorkerPool,
   extra: (i: number) => Partial<HandshakeJob> = () => ({}),
 ) {
-  const outcomes: Promise<HandshakeOutcome>[] = [];
-  const accepted: StreamTransport[] = [];
-  const own = node.table.get(node.settings.selfNodeId)!;
-  net.listeners.set(`${own.address}:${own.port}`, (end) => {
-    const transport = new StreamTransport({
-      ...end,
-      peerAddress: "memory",
-      startTls: fakeTls(node.settings.selfNodeId),
-    });
-    const i = accepted.push(transport) - 1;
-    const job = {
-      kind: "incoming",
-      settings: node.settings,
-      env: node.env,
-      transport,
-      ...extra(i),
-    } as HandshakeJob;
-    outcomes.push(pool.run(job));
-  });
-  return { accepted, outcomes };
+  const accepted = node.acceptWith(
+    (transport, i) =>
+      pool.run({
+        kind: "incoming",
+        settings: node.settings,
+        env: node.env,
+        transport,
+        ...extra(i),
+      } as HandshakeJob),
+    { remember: false },
+  );
+  return { accepted, outcomes: node.incoming };
 }
 
 /** A peer that accepts and then never reads or writes. */
@@ -206,14 +196,14 @@ Deno.test("pool size 2, five concurrent outgoing jobs: all complete, at most 2 a
 
 Deno.test("incoming handshakes have their own limit and FIFO queue", async () => {
   await using pool = new HandshakeWorkerPool({ size: 1, incomingLimit: 2 });
-  const { net, nodes } = testCluster({ 1: {}, 2: {} });
+  const { nodes } = testCluster({ 1: {}, 2: {} });
   nodes[2].newSessionDecision = async () => {
     await sleep(30);
     return { kind: "ok", selfVirtualId: freshVirtualId(2) };
   };
   const started: number[] = [];
   let maxRunning = 0;
-  const acceptor = acceptInPool(net, nodes[2], pool, (i) => ({
+  const acceptor = acceptInPool(nodes[2], pool, (i) => ({
     onStart: () => {
       started.push(i);
       maxRunning = Math.max(maxRunning, pool.running);

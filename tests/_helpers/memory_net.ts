@@ -87,7 +87,7 @@ export function freshVirtualId(nodeId: number): ActorId {
 /** An in-memory network. */
 export class MemoryNet {
   readonly listeners = new Map<string, (end: PipeEnd) => void>();
-  /** Every transport ever made, so a test can check nothing stayed open. */
+  /** Every dialed transport, and those accepted by the default listener (see acceptWith). */
   readonly transports: StreamTransport[] = [];
 
   async connect(address: ResolvedAddress, tls?: TlsStarter): Promise<StreamTransport> {
@@ -151,23 +151,41 @@ export class TestNode {
         return Promise.resolve({ kind: "ok", selfVirtualId: freshVirtualId(settings.selfNodeId) });
       },
     };
-    const own = table.get(settings.selfNodeId);
-    if (own) {
-      net.listeners.set(`${own.address ?? own.host}:${own.port}`, (end) => {
-        const t = new StreamTransport({
-          ...end,
-          peerAddress: "memory",
-          startTls: fakeTls(settings.selfNodeId),
-        });
-        net.transports.push(t);
-        this.incoming.push(
-          runIncomingHandshake(this.settings, this.env, t, this.runOptions).then((o) => {
-            if (o.kind === "done") this.remember(o.done);
-            return o;
-          }),
-        );
+    this.acceptWith((t) => runIncomingHandshake(this.settings, this.env, t, this.runOptions), {
+      recordInNet: true,
+    });
+  }
+
+  /**
+   * Makes this node accept connections on its table address, running `run` on each accepted
+   * transport (the i-th one gets `i`); outcomes land in {@link TestNode.incoming}, and with
+   * `remember` finished sessions are kept for continuations. With `recordInNet` the accepted
+   * transports are also listed in {@link MemoryNet.transports} (the default listener does that);
+   * otherwise that list holds only dialed ones. Returns the accepted transports.
+   */
+  acceptWith(
+    run: (transport: StreamTransport, i: number) => Promise<HandshakeOutcome>,
+    { remember = true, recordInNet = false }: { remember?: boolean; recordInNet?: boolean } = {},
+  ): StreamTransport[] {
+    const accepted: StreamTransport[] = [];
+    const own = this.table.get(this.settings.selfNodeId);
+    if (!own) return accepted;
+    this.net.listeners.set(`${own.address ?? own.host}:${own.port}`, (end) => {
+      const t = new StreamTransport({
+        ...end,
+        peerAddress: "memory",
+        startTls: fakeTls(this.settings.selfNodeId),
       });
-    }
+      if (recordInNet) this.net.transports.push(t);
+      const i = accepted.push(t) - 1;
+      this.incoming.push(
+        run(t, i).then((o) => {
+          if (remember && o.kind === "done") this.remember(o.done);
+          return o;
+        }),
+      );
+    });
+    return accepted;
   }
 
   /** Keeps a finished handshake's session so continuations can be acknowledged. */
@@ -211,7 +229,7 @@ export class TestNode {
   /** The outcome of the i-th incoming handshake (0-based), once it finishes. */
   async incomingOutcome(i = 0): Promise<HandshakeOutcome> {
     for (let tries = 0; this.incoming.length <= i; tries++) {
-      if (tries > 1000) throw new Error(`no incoming handshake #${i}`);
+      if (tries > 2000) throw new Error(`no incoming handshake #${i}`);
       await new Promise((r) => setTimeout(r, 1));
     }
     return await this.incoming[i];

@@ -4,6 +4,9 @@
  * can build messages that the codecs under test refuse to encode (a missing required field).
  */
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { concat } from "./bytes.ts";
+
+export { concat };
 
 /** One top-level field: its number, wire type, and where its bytes (tag included) lie. */
 export interface FieldSpan {
@@ -56,15 +59,4 @@ export function fieldContent(bytes: Uint8Array, no: number): Uint8Array {
 /** `content` written as length-delimited field `no`. */
 export function lengthDelimited(no: number, content: Uint8Array): Uint8Array {
   return new BinaryWriter().tag(no, WireType.LengthDelimited).bytes(content).finish();
-}
-
-/** Concatenation of byte arrays. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

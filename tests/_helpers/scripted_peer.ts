@@ -33,6 +33,9 @@ import type {
 } from "../../lib/handshake/types.ts";
 import { type MemoryNet, testCluster, type TestNode, testTable } from "./memory_net.ts";
 import { fromHex, toHex, vectors } from "./vectors.ts";
+import { concat } from "./bytes.ts";
+
+export { concat };
 
 /** The peer's end of a pipe, driven by a test. */
 export class ScriptedPeer {
@@ -221,17 +224,6 @@ export function exBlockHeader(size: number, checksum = 0): Uint8Array {
   const view = new DataView(out.buffer);
   view.setUint32(0, checksum, true);
   view.setUint32(4, size, true);
-  return out;
-}
-
-/** Concatenates byte arrays. */
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
   return out;
 }
 
