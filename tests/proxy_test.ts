@@ -146,6 +146,35 @@ Deno.test("tie-break: the higher node answers at once and its Done drops its own
   assert.equal(p.done(out, doneOf(ActorId.plain(2, 9n), ActorId.plain(1, 9n))).kind, "none");
 });
 
+Deno.test("tie-break: the crossing dial's request arriving after the own outgoing won is too old", async () => {
+  // Node 2 dialed with Serial 500, then answered node 1's dial with a fresh Serial 600. Node 1's
+  // outgoing handshake wins first; node 2's request reaches node 1's proxy only afterwards.
+  const { p, terminated } = proxy(1, 2);
+  const out = new Handle("outgoing");
+  p.startOutgoing(out, true);
+  const self = ActorId.plain(1, 400n);
+  const peer = ActorId.plain(2, 600n);
+  const won = p.done(out, {
+    ...doneOf(self, peer),
+    programInfo: { pid: 77n, startTime: 88n, serial: 600n },
+  });
+  assert.equal(won.kind, "session_created");
+  const late = await p.newSession(
+    new Handle("incoming"),
+    request(2, 500n, { ReceiverNodeId: 1, SenderHostName: "host-2" }),
+  );
+  assert.deepEqual(late, { kind: "poison", reason: "too old serial" });
+  assert.deepEqual(terminated, [], "the session just made is not terminated");
+  assert.ok(p.session?.selfVirtualId.equals(self));
+  // A genuinely newer request from the same program still replaces the session (rule 5).
+  const newer = await p.newSession(
+    new Handle("incoming"),
+    request(2, 700n, { ReceiverNodeId: 1, SenderHostName: "host-2" }),
+  );
+  assert.equal(newer.kind, "ok");
+  assert.deepEqual(terminated, ["NewSession"]);
+});
+
 Deno.test("continuation: Ack only for matching ids, with the session's serial and params", async () => {
   const { p, terminated } = proxy(2, 1);
   const self = ActorId.plain(2, 20n);

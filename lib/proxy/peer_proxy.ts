@@ -255,6 +255,11 @@ export class PeerProxy {
     if (done.programInfo === null) {
       return this.#enterError("Session continuation race");
     }
+    // As YDB: a new session remembers the peer's program from this Done, whichever direction.
+    // After an outgoing win that is the Serial of the peer's reply, newer than the Serial of
+    // the peer's own crossing dial, so a request from that dial arriving late is poisoned as
+    // too old (rule 1) instead of terminating the session just made.
+    this.remoteProgram = done.programInfo;
     const created: SessionRecord = {
       selfVirtualId: done.selfVirtualId,
       peerVirtualId: done.peerVirtualId,
