@@ -289,7 +289,47 @@ Deno.test("memory ceiling on a node: 16 peers sending the largest frames at once
   }
 });
 
-Deno.test("maxQueuedHandshakes must be an integer >= 0", () => {
+Deno.test("admission: two places; a third silent peer is closed at accept, the two end by the deadline", async () => {
+  await using c = await startNodes([1, 2], {
+    extra: () => TIMEOUT,
+    options: () => ({ workers: 1, maxAdmitting: 2 }),
+  });
+  const node = c.node(1);
+  const rec = recordEvents(node);
+  const full = "too many connections in admission (2)";
+  // Peers that connect and never send a byte: each sits in admission until the deadline.
+  const quiet = [await RawPeer.connect(c.port(1)), await RawPeer.connect(c.port(1))];
+  await eventually(() => node.handshakeLoad.admitting === 2, "two connections in admission");
+  const third = await RawPeer.connect(c.port(1));
+  const end = await third.readToEnd();
+  assert.ok(end.eof && end.bytes.length === 0, "the third is closed at once, unanswered");
+  await eventually(() => rec.events.length === 1, "the refusal is reported");
+  const refusal = rec.events[0];
+  assert.ok(!refusal.ok);
+  assert.deepEqual(
+    [refusal.direction, refusal.failure, refusal.peerNodeId, refusal.explanation],
+    ["incoming", "transient", 0, full],
+  );
+  const load = node.handshakeLoad;
+  assert.deepEqual([load.admitting, load.maxAdmitting], [2, 2]);
+  // The two quiet ones end by the deadline, then admission has room again.
+  const ends = await Promise.all(quiet.map((p) => p.readToEnd()));
+  assert.ok(ends.every((r) => r.eof));
+  await until(node, () => rec.events.length === 3);
+  assert.ok(
+    rec.events.slice(1).every((e) =>
+      !e.ok && e.explanation === "Handshake timed out, State# ReceiveRequest"
+    ),
+  );
+  rec.stop();
+  for (const p of [...quiet, third]) p.close();
+  await eventually(() => node.handshakeLoad.admitting === 0, "no connection left in admission");
+  const onL = nextEvent(node, (e) => e.ok && e.peerNodeId === 2);
+  await c.node(2).connect(1);
+  await onL;
+});
+
+Deno.test("maxQueuedHandshakes must be an integer >= 0, maxAdmitting one >= 1", () => {
   const config = {
     nodeId: 1,
     nodes: [{ nodeId: 1, host: "node-1", port: 1, address: "127.0.0.1" }],
@@ -297,7 +337,13 @@ Deno.test("maxQueuedHandshakes must be an integer >= 0", () => {
   for (const bad of [-1, 1.5, Number.NaN]) {
     assert.throws(
       () => InterconnectNode.start(config, { workers: false, maxQueuedHandshakes: bad }),
-      RangeError,
+      /maxQueuedHandshakes# /,
+    );
+  }
+  for (const bad of [0, -1, 2.5, Number.NaN]) {
+    assert.throws(
+      () => InterconnectNode.start(config, { workers: false, maxAdmitting: bad }),
+      (e: Error) => e instanceof RangeError && e.message.startsWith(`maxAdmitting# ${bad} `),
     );
   }
 });

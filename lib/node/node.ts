@@ -8,7 +8,7 @@
 import { getLogger, type Logger } from "@logtape/logtape";
 import { ActorId } from "../wire/actor_id.ts";
 import { handshakeDeadlineMs } from "../handshake/handshake.ts";
-import type { HandshakeFailure } from "../handshake/failure.ts";
+import { formatFailureMessage, type HandshakeFailure } from "../handshake/failure.ts";
 import type { TlsStarter } from "../handshake/stream_transport.ts";
 import type {
   HandshakeDone,
@@ -40,6 +40,8 @@ export type { DirectionCounts } from "./executor.ts";
 
 /** Pause of the accept loop after an accept error (EMFILE and the like). */
 const ACCEPT_RETRY_MS = 100;
+/** Default of {@link NodeOptions.maxAdmitting}. */
+const DEFAULT_MAX_ADMITTING = 4096;
 
 /** How a handshake ended, as announced to listeners. */
 export type HandshakeEvent =
@@ -99,6 +101,13 @@ export interface NodeOptions {
    */
   maxQueuedHandshakes?: number;
   /**
+   * The most accepted connections in admission at once (their initial packet not yet read and
+   * judged). Beyond it an accepted connection is closed at once, failure event TRANSIENT
+   * "too many connections in admission (N)" with peer node 0, so peers that connect and say
+   * nothing hold at most this many sockets, each until the deadline. Default 4096.
+   */
+  maxAdmitting?: number;
+  /**
    * Run workers in Deno's permission sandbox. Needs `--unstable-worker-options` on the command
    * line (without it Deno exits the process). Default false.
    */
@@ -120,6 +129,8 @@ export interface NodeOptions {
 export interface HandshakeLoad {
   /** Accepted connections whose initial packet is being read or that are being refused. */
   readonly admitting: number;
+  /** The bound on `admitting` ({@link NodeOptions.maxAdmitting}). */
+  readonly maxAdmitting: number;
   /** Handshakes holding a slot, per direction. */
   readonly running: DirectionCounts;
   /** Handshakes waiting for a slot, per direction. */
@@ -304,6 +315,8 @@ class SessionImpl implements Session {
  *   in the nameservice; a failure is reported and the socket closed without using a worker or
  *   a queue place. A sender outside the node table gets the error reply "Peer node not
  *   registered in nameservice" at once (see `admission.ts` for this deviation from YDB's order).
+ *   At most `maxAdmitting` (default 4096) connections are in admission at once; one more is
+ *   closed at accept (failure event TRANSIENT "too many connections in admission (N)").
  * - **Concurrency.** At most `workers` handshakes run at once per direction (incoming and
  *   outgoing apart); 16 per direction with `workers: false`.
  * - **Queue.** At most `maxQueuedHandshakes` (default 1024) more wait per direction, in order;
@@ -339,6 +352,7 @@ export class InterconnectNode implements AsyncDisposable {
   readonly #sessionListeners = new Set<(s: Session) => void>();
   readonly #handshakeListeners = new Set<(e: HandshakeEvent) => void>();
   readonly #backoff: BackoffOptions;
+  readonly #maxAdmitting: number;
   readonly #log: Logger;
   #listener: Deno.TcpListener | undefined;
   #closing = false;
@@ -350,6 +364,11 @@ export class InterconnectNode implements AsyncDisposable {
     if (!Number.isInteger(maxQueued) || maxQueued < 0) {
       throw new RangeError(`maxQueuedHandshakes# ${maxQueued} is not an integer >= 0`);
     }
+    const maxAdmitting = options.maxAdmitting ?? DEFAULT_MAX_ADMITTING;
+    if (!Number.isInteger(maxAdmitting) || maxAdmitting < 1) {
+      throw new RangeError(`maxAdmitting# ${maxAdmitting} is not an integer >= 1`);
+    }
+    this.#maxAdmitting = maxAdmitting;
     // Everything that can throw comes before the workers start, so a bad config leaks none.
     this.#nameservice = options.nameservice ?? new StaticNameservice(config.nodes);
     this.#tls = config.tls
@@ -415,6 +434,7 @@ export class InterconnectNode implements AsyncDisposable {
     const load = this.#executor.load;
     return {
       admitting: this.#admitting.size,
+      maxAdmitting: this.#maxAdmitting,
       running: load.running,
       queued: load.queued,
       slots: this.#executor.concurrency,
@@ -603,9 +623,42 @@ export class InterconnectNode implements AsyncDisposable {
           conn.close();
           return;
         }
+        if (this.#admitting.size >= this.#maxAdmitting) {
+          this.#refuseAdmission(conn);
+          continue;
+        }
         this.#track(this.#incoming(conn));
       }
     })());
+  }
+
+  /** Closes an accepted connection at once because admission is full, and reports it. */
+  #refuseAdmission(conn: Deno.TcpConn): void {
+    let peerAddress = "<unknown>";
+    try {
+      peerAddress = addressLabel(conn.remoteAddr);
+    } catch {
+      // keep the placeholder
+    }
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+    const explanation = `too many connections in admission (${this.#maxAdmitting})`;
+    this.#failed(new Handle("incoming", false), 0, {
+      class: "transient",
+      explanation,
+      message: formatFailureMessage(
+        "incoming handshake",
+        undefined,
+        peerAddress,
+        false,
+        explanation,
+      ),
+      network: false,
+      errorReplySent: false,
+    }, 0);
   }
 
   /** Waits `ms`, or less when the node closes. */
