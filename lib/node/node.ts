@@ -163,6 +163,11 @@ interface Peer {
   outgoing: Handle | undefined;
   wakeTimer: ReturnType<typeof setTimeout> | undefined;
   lastError: HandshakeError | undefined;
+  /**
+   * Our dial failed while the peer's dial to us was still running: the waiters wait for that
+   * one instead (its session is theirs), and get this error only if it fails too.
+   */
+  deferredError: HandshakeError | undefined;
 }
 
 /**
@@ -574,6 +579,7 @@ export class InterconnectNode implements AsyncDisposable {
         outgoing: undefined,
         wakeTimer: undefined,
         lastError: undefined,
+        deferredError: undefined,
       };
       this.#peers.set(nodeId, p);
     }
@@ -596,6 +602,7 @@ export class InterconnectNode implements AsyncDisposable {
   }
 
   #settleWaiters(peer: Peer, result: SessionImpl | Error): void {
+    peer.deferredError = undefined;
     for (const w of peer.waiters.splice(0)) {
       clearTimeout(w.timer);
       if (result instanceof SessionImpl) w.resolve(result);
@@ -842,6 +849,14 @@ export class InterconnectNode implements AsyncDisposable {
     const durationMs = performance.now() - started;
     if (outcome.kind === "silent") {
       incomingConnection?.close();
+      const peer = this.#peers.get(outcome.peerNodeId);
+      // A poisoned incoming handshake that waiters were left waiting for: nothing will make
+      // their session now, so they get their own dial's failure.
+      if (
+        peer?.deferredError && !peer.outgoing && !peer.proxy.incoming && !peer.proxy.outgoing
+      ) {
+        this.#settleWaiters(peer, peer.deferredError);
+      }
       return;
     }
     if (outcome.kind === "failed") {
@@ -953,12 +968,20 @@ export class InterconnectNode implements AsyncDisposable {
     if (!peer) return;
     if (peer.outgoing === handle) peer.outgoing = undefined;
     const step = peer.proxy.fail(handle, failure);
-    if (step.kind === "none" && handle.direction === "outgoing" && !peer.outgoing) {
-      // After an outgoing failure YDB drops the queued work: the waiters learn why.
-      this.#settleWaiters(
-        peer,
-        new HandshakeError(failure.class, failure.explanation, peerNodeId),
-      );
+    if (step.kind === "none") {
+      const error = new HandshakeError(failure.class, failure.explanation, peerNodeId);
+      const stillRunning = peer.outgoing !== undefined || peer.proxy.incoming !== undefined ||
+        peer.proxy.outgoing !== undefined;
+      if (stillRunning) {
+        // In a simultaneous dial our dial may fail first (the peer dropped it) while the peer's
+        // dial to us is about to make the session: YDB drops the queued messages here, but a
+        // caller of connect() is better served by that session.
+        if (handle.direction === "outgoing") peer.deferredError = error;
+      } else if (handle.direction === "outgoing" || peer.deferredError) {
+        // Our dial failed and nothing else runs, or the peer's dial that the waiters were left
+        // waiting for failed too: they learn why their own dial failed.
+        this.#settleWaiters(peer, handle.direction === "outgoing" ? error : peer.deferredError!);
+      }
     }
     if (step.kind === "hold_by_error") {
       // Keep the class of the failure that led here for the waiters.
