@@ -97,3 +97,18 @@ Deno.test("simultaneous dial on loopback, 10 rounds: one session survives, the o
     }
   }
 });
+
+Deno.test("a write after the session closed rejects naming the peer's address", async () => {
+  const [a, b] = await cluster([1, 2]);
+  await using _a = a;
+  await using _b = b;
+  const s1 = await a.connect(2);
+  const w = s1.writable.getWriter();
+  s1.close();
+  assert.equal(s1.closed, true);
+  const port = b.listenAddress!.port;
+  await assert.rejects(
+    w.write(new TextEncoder().encode("late")),
+    (e: Error) => e.message === `connection to 127.0.0.1:${port} is closed`,
+  );
+});

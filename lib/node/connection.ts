@@ -93,11 +93,26 @@ export class Connection extends StreamTransport {
       cancel: () => this.close(),
     });
     const writable = new WritableStream<Uint8Array>({
-      write: (chunk) => writer.write(chunk),
+      write: async (chunk) => {
+        if (this.closed) throw this.#closedError();
+        try {
+          await writer.write(chunk);
+        } catch (e) {
+          throw this.#closedError(e);
+        }
+      },
       close: () => this.close(),
       abort: () => this.close(),
     });
     this.#streams = { readable, writable };
     return this.#streams;
+  }
+
+  /** What a write to a closed connection says: which peer, and why when the socket said. */
+  #closedError(cause?: unknown): Error {
+    const why = cause instanceof Error ? `: ${cause.message}` : "";
+    return new Error(`connection to ${this.peerAddress ?? "<unknown>"} is closed${why}`, {
+      cause,
+    });
   }
 }
