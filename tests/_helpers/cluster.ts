@@ -53,18 +53,29 @@ export async function startCluster(
   return started;
 }
 
-/** Reads from a session until `n` characters arrived (or the stream ended). */
-export async function readText(s: Session, n: number): Promise<string> {
+/**
+ * Reads from a session until `n` characters arrived (or the stream ended). Throws after
+ * `timeoutMs` without them, so a regression fails the test instead of hanging it.
+ */
+export async function readText(s: Session, n: number, timeoutMs = 10_000): Promise<string> {
   const reader = s.readable.getReader();
   let text = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), timeoutMs));
   try {
     while (text.length < n) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += new TextDecoder().decode(value);
+      const read = reader.read();
+      read.catch(() => {}); // a read left pending at the time-out ends when the test closes up
+      const result = await Promise.race([read, expired]);
+      if (result === "timeout") {
+        throw new Error(`read ${text.length} of ${n} characters in ${timeoutMs} ms: "${text}"`);
+      }
+      if (result.done) break;
+      text += new TextDecoder().decode(result.value);
     }
-  } finally {
     reader.releaseLock();
+  } finally {
+    clearTimeout(timer);
   }
   return text;
 }
