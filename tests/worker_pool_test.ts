@@ -90,7 +90,9 @@ Deno.test("a silent peer hits the coordinator's deadline: TRANSIENT, worker repl
     o.failure.message,
     "outgoing handshake Peer# host-2(mem-2:19001) Handshake timed out, State# ReceiveResponse",
   );
-  assert.ok(elapsed >= 290 && elapsed < 1000, `elapsed ${elapsed}`);
+  // Not a speed check: it ended at the job's 300 ms deadline, not early and not at the 3 s
+  // default one (the bound sits halfway so a loaded machine cannot make it fail).
+  assert.ok(elapsed >= 290 && elapsed < 1650, `elapsed ${elapsed}`);
   // The worker is gone and a fresh one took its place.
   assert.deepEqual([pool.stats.workersTerminated, pool.stats.workersStarted], [1, 2]);
   assert.equal(pool.running, 0);
