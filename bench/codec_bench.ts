@@ -1,7 +1,8 @@
 /**
  * The wire codecs at handshake sizes: the 52-byte initial packet, ExBlock framing of a 76-byte
  * payload (E8's size) and of a 64 KiB one, and the THandshakeRequest / THandshakeReply protobuf
- * codecs with E6-like and E7-like contents. Each group puts encode beside decode.
+ * codecs with E6-like and E7-like contents. Framing groups put encode beside decode; the message
+ * groups put our codec beside the protobuf-es code generated from the same schema.
  *
  * Run with `deno task bench`.
  */
@@ -19,6 +20,7 @@ import {
   type HandshakeRequest,
   verifyInitialPacket,
 } from "../lib/wire/mod.ts";
+import * as reference from "../tests/_helpers/pb_reference.ts";
 
 const a = ActorId.plain(1, (0x62000000n << 32n) | 1n);
 const b = ActorId.plain(2, (0x62000000n << 32n) | 2n);
@@ -81,20 +83,11 @@ const request: HandshakeRequest = {
   RequestAuthOnly: false,
 };
 const requestBytes = encodeHandshakeRequest(request);
-Deno.bench({
-  name: "THandshakeRequest encode (E6)",
-  group: "THandshakeRequest",
-  baseline: true,
-  fn: () => {
-    _sink = encodeHandshakeRequest(request);
-  },
-});
-Deno.bench({
-  name: "THandshakeRequest decode (E6)",
-  group: "THandshakeRequest",
-  fn: () => {
-    _sink = decodeHandshakeRequest(requestBytes);
-  },
+benchMessage("THandshakeRequest (E6)", {
+  encode: () => encodeHandshakeRequest(request),
+  encodeReference: () => reference.encodeHandshakeRequest(request),
+  decode: () => decodeHandshakeRequest(requestBytes),
+  decodeReference: () => reference.decodeHandshakeRequest(requestBytes),
 });
 
 // E7's fields: the Success answer to E6.
@@ -112,18 +105,30 @@ const reply: HandshakeReply = {
   },
 };
 const replyBytes = encodeHandshakeReply(reply);
-Deno.bench({
-  name: "THandshakeReply encode (E7)",
-  group: "THandshakeReply",
-  baseline: true,
-  fn: () => {
-    _sink = encodeHandshakeReply(reply);
-  },
+benchMessage("THandshakeReply (E7)", {
+  encode: () => encodeHandshakeReply(reply),
+  encodeReference: () => reference.encodeHandshakeReply(reply),
+  decode: () => decodeHandshakeReply(replyBytes),
+  decodeReference: () => reference.decodeHandshakeReply(replyBytes),
 });
-Deno.bench({
-  name: "THandshakeReply decode (E7)",
-  group: "THandshakeReply",
-  fn: () => {
-    _sink = decodeHandshakeReply(replyBytes);
-  },
-});
+
+/** Encode and decode of one message, each beside protobuf-es (the baseline) in its group. */
+function benchMessage(label: string, fns: Record<string, () => unknown>): void {
+  for (const op of ["encode", "decode"] as const) {
+    Deno.bench({
+      name: `${label} ${op}, protobuf-es`,
+      group: `${label} ${op}`,
+      baseline: true,
+      fn: () => {
+        _sink = fns[`${op}Reference`]();
+      },
+    });
+    Deno.bench({
+      name: `${label} ${op}, lib/wire/proto2.ts`,
+      group: `${label} ${op}`,
+      fn: () => {
+        _sink = fns[op]();
+      },
+    });
+  }
+}
