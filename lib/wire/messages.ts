@@ -239,7 +239,10 @@ export function encodeHandshakeRequest(msg: HandshakeRequest): Uint8Array {
   return encodeMessage(THandshakeRequest, msg, "THandshakeRequest");
 }
 
-/** Decodes a THandshakeRequest as the C++ peer would: a missing required field fails. */
+/**
+ * Decodes a THandshakeRequest as the C++ peer would: a missing required field fails. Bytes
+ * values (Ballast, ...) and unknown-field data are views into `bytes`.
+ */
 export function decodeHandshakeRequest(bytes: Uint8Array): HandshakeRequest {
   return decodeMessage(THandshakeRequest, bytes, "THandshakeRequest") as HandshakeRequest;
 }
@@ -249,7 +252,10 @@ export function encodeHandshakeReply(msg: HandshakeReply): Uint8Array {
   return encodeMessage(THandshakeReply, msg, "THandshakeReply");
 }
 
-/** Decodes a THandshakeReply; a Success lacking a required field fails the whole reply. */
+/**
+ * Decodes a THandshakeReply; a Success lacking a required field fails the whole reply. Bytes
+ * values and unknown-field data are views into `bytes`.
+ */
 export function decodeHandshakeReply(bytes: Uint8Array): HandshakeReply {
   return decodeMessage(THandshakeReply, bytes, "THandshakeReply") as HandshakeReply;
 }

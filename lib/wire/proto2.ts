@@ -99,6 +99,14 @@ export function messageSpec(name: string, fields: FieldSpec[]): MessageSpec {
 
 class Reader {
   pos = 0;
+  /**
+   * The messages that met unknown fields, with their schema and the byte ranges of their
+   * encodings (two numbers per range; an embedded message seen twice has two). Their
+   * {@link UnknownField}s are collected by a second walk of those ranges only once the whole
+   * input parsed and passed the required checks, so a hostile megabyte of tiny unknown fields
+   * costs nothing per field while it is judged.
+   */
+  readonly unknown = new Map<PlainMessage, { spec: MessageSpec; ranges: number[] }>();
   constructor(readonly buf: Uint8Array, readonly what: string) {}
 
   malformed(text: string): WireError {
@@ -194,7 +202,9 @@ class Reader {
 
 /**
  * Decodes `bytes` as `spec`. Throws {@link WireError} `protobuf_malformed` on bytes no proto2
- * parser accepts, `protobuf_missing_required` when a required field is absent.
+ * parser accepts, `protobuf_missing_required` when a required field is absent. Values of
+ * `bytes` fields and the data of unknown fields are views into `bytes` (as with protobuf-es):
+ * copy them before reusing the buffer.
  */
 export function decodeMessage(spec: MessageSpec, bytes: Uint8Array, what: string): PlainMessage {
   const reader = new Reader(bytes, what);
@@ -206,21 +216,46 @@ export function decodeMessage(spec: MessageSpec, bytes: Uint8Array, what: string
       `${what}: required field ${missing} is missing`,
     );
   }
+  for (const [msg, { spec, ranges }] of reader.unknown) {
+    const list: UnknownField[] = [];
+    for (let i = 0; i < ranges.length; i += 2) {
+      collectUnknown(spec, reader, ranges[i], ranges[i + 1], list);
+    }
+    msg.unknownFields = list;
+  }
   return out;
 }
 
+/** The unknown fields of one already-validated encoding of a `spec` message, in wire order. */
+function collectUnknown(
+  spec: MessageSpec,
+  r: Reader,
+  start: number,
+  end: number,
+  into: UnknownField[],
+): void {
+  r.pos = start;
+  while (r.pos < end) {
+    const [no, wireType] = r.tag();
+    const field = spec.byNumber.get(no);
+    const dataStart = r.pos;
+    r.skip(wireType, no, 0);
+    if (!field || WIRE_TYPE[field.kind] !== wireType) {
+      into.push({ no, wireType, data: r.buf.subarray(dataStart, r.pos) });
+    }
+  }
+}
+
 function readMessage(spec: MessageSpec, r: Reader, end: number, into: PlainMessage): PlainMessage {
+  const start = r.pos;
+  let sawUnknown = false;
   while (r.pos < end) {
     const [no, wireType] = r.tag();
     if (wireType === WIRE_END_GROUP) throw r.malformed(`end of group ${no} outside a group`);
     const field = spec.byNumber.get(no);
     if (!field || WIRE_TYPE[field.kind] !== wireType) {
-      const dataStart = r.pos;
       r.skip(wireType, no, 0);
-      // The value's bytes after the tag, copied: the caller's buffer may be reused.
-      const unknown: UnknownField = { no, wireType, data: bytes(r, dataStart) };
-      const list = (into.unknownFields ??= []) as UnknownField[];
-      list.push(unknown);
+      sawUnknown = true;
       continue;
     }
     const value = readValue(field, r, into[field.name]);
@@ -237,11 +272,12 @@ function readMessage(spec: MessageSpec, r: Reader, end: number, into: PlainMessa
     }
   }
   if (r.pos !== end) throw r.malformed("embedded message overruns its length");
+  if (sawUnknown) {
+    const seen = r.unknown.get(into);
+    if (seen) seen.ranges.push(start, end);
+    else r.unknown.set(into, { spec, ranges: [start, end] });
+  }
   return into;
-}
-
-function bytes(r: Reader, from: number): Uint8Array {
-  return r.buf.slice(from, r.pos);
 }
 
 function readValue(field: FieldSpec, r: Reader, previous: unknown): unknown {
@@ -263,7 +299,7 @@ function readValue(field: FieldSpec, r: Reader, previous: unknown): unknown {
     case "string":
       return utf8Decoder.decode(r.take(r.length()));
     case "bytes":
-      return r.take(r.length()).slice();
+      return r.take(r.length());
     case "message": {
       const n = r.length();
       const end = r.pos + n;
