@@ -68,10 +68,9 @@ export interface HandshakeWorkerPoolOptions {
   /** The most incoming handshakes that run at once. Default: `size`. */
   readonly incomingLimit?: number;
   /**
-   * Reuse a worker after its handshake reported an outcome itself (done, failed or silent).
-   * Default true. A worker that threw, died, or whose handshake the coordinator ended (deadline,
-   * poison) is always discarded, since it may still be running. With false, every worker runs
-   * one handshake and is replaced.
+   * Reuse a worker after a handshake that ended cleanly (done or silent). Default true. A
+   * worker whose handshake failed, threw, died, timed out or was poisoned is always discarded.
+   * With false, every worker runs one handshake and is replaced.
    */
   readonly reuseWorkers?: boolean;
   /**
@@ -789,9 +788,8 @@ export class HandshakeWorkerPool implements AsyncDisposable {
 
   #complete(job: ActiveJob, wire: WireOutcome): void {
     if (wire.kind !== "done") {
-      // The worker reported the end itself, so its job is over and it is idle: a failure the
-      // handshake decided (a hostile or misconfigured peer) costs no worker start-up.
-      this.#finish(job, wire, false);
+      // A failed handshake's worker is discarded; a silent end is a clean end.
+      this.#finish(job, wire, wire.kind === "failed");
       return;
     }
     const c = job.conns.get(wire.conn);
