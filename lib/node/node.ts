@@ -852,9 +852,7 @@ export class InterconnectNode implements AsyncDisposable {
       const peer = this.#peers.get(outcome.peerNodeId);
       // A poisoned incoming handshake that waiters were left waiting for: nothing will make
       // their session now, so they get their own dial's failure.
-      if (
-        peer?.deferredError && !peer.outgoing && !peer.proxy.incoming && !peer.proxy.outgoing
-      ) {
+      if (peer?.deferredError && !this.#handshakeRunning(peer)) {
         this.#settleWaiters(peer, peer.deferredError);
       }
       return;
@@ -970,9 +968,7 @@ export class InterconnectNode implements AsyncDisposable {
     const step = peer.proxy.fail(handle, failure);
     if (step.kind === "none") {
       const error = new HandshakeError(failure.class, failure.explanation, peerNodeId);
-      const stillRunning = peer.outgoing !== undefined || peer.proxy.incoming !== undefined ||
-        peer.proxy.outgoing !== undefined;
-      if (stillRunning) {
+      if (this.#handshakeRunning(peer)) {
         // In a simultaneous dial our dial may fail first (the peer dropped it) while the peer's
         // dial to us is about to make the session: YDB drops the queued messages here, but a
         // caller of connect() is better served by that session.
@@ -995,6 +991,12 @@ export class InterconnectNode implements AsyncDisposable {
       return;
     }
     this.#step(peer, step, handle, undefined, undefined, durationMs);
+  }
+
+  /** True while a dial of ours (queued or running) or a handshake the proxy knows is under way. */
+  #handshakeRunning(peer: Peer): boolean {
+    return peer.outgoing !== undefined || peer.proxy.incoming !== undefined ||
+      peer.proxy.outgoing !== undefined;
   }
 
   #emitHandshake(event: HandshakeEvent): void {
